@@ -1,0 +1,36 @@
+# One set-up path: `make run` (main job) and `make test` (the test suite) set everything up first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test test-slow bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -r requirements.lock
+	# dm-acme 0.4.0 pins dm-launchpad, which has no Python 3.11 wheel; agents/acme_compat.py
+	# patches the rest.
+	$(PY) -m pip install --no-deps dm-acme==0.4.0
+	$(PY) -m pip install --no-deps -e .
+	touch $(STAMP)
+
+# A short WPO run (the main job).
+run: setup
+	$(PY) -m experiments.demo_learner
+
+test: setup
+	$(PY) -m pytest
+
+# Long tests (learning runs, all Control Suite domains); not part of CI.
+test-slow: setup
+	$(PY) -m pytest -m slow
+
+bench: setup
+	$(PY) -m experiments.bench_learner
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,225 @@
+"""DeepMind Control Suite environments, prepared for the WPO agent.
+
+`make_environment('walker:walk', seed)` returns a `dm_env.Environment` whose
+  observation is one flat float32 vector [O] (the suite's observation dict, concatenated in spec
+    order, each entry flattened),
+  action is a float32 vector [A] in the canonical box [-1, 1], mapped linearly onto the task's
+    real bounds and clipped to them,
+  reward is a float32 scalar (None on the first step, as dm_env specifies),
+  discount is the task's own, passed through unchanged.
+
+Valid names are `domain:task` pairs: the 28 Control Suite benchmark tasks, the humanoid_CMU and dog
+tasks (`TASKS`), plus whatever was added with `register_task`. Names are checked before anything
+is loaded, so a typo fails at once with a suggestion and the list of valid names.
+
+The wrappers are written here (not taken from acme.wrappers) so this module imports no Acme.
+"""
+
+import difflib
+from typing import Any, Callable, Dict, Mapping, Tuple
+
+import dm_env
+from dm_env import specs
+import numpy as np
+
+from dm_control import suite
+
+# Builds a raw environment from a seed. Its observation may be a dict of arrays or one array and
+# its action spec must be bounded with finite bounds; `make_environment` adds the wrappers.
+TaskConstructor = Callable[[int], dm_env.Environment]
+
+# Domains outside the benchmark set that the agent is meant to handle (high-dimensional bodies).
+_EXTRA_DOMAINS = ('humanoid_CMU', 'dog')
+
+
+def _task_name(domain: str, task: str) -> str:
+  return f'{domain}:{task}'
+
+
+def _suite_tasks() -> Tuple[str, ...]:
+  """The benchmark tasks, then every task of the extra domains, in the suite's order."""
+  benchmark = tuple(_task_name(d, t) for d, t in suite.BENCHMARKING)
+  extra = tuple(_task_name(d, t) for d, t in suite.ALL_TASKS if d in _EXTRA_DOMAINS)
+  return benchmark + extra
+
+
+# The built-in task names; tasks added with `register_task` are not in here (see `task_names`).
+TASKS: Tuple[str, ...] = _suite_tasks()
+
+# Name -> constructor for tasks that are not plain `suite.load(domain, task)` calls.
+_REGISTRY: Dict[str, TaskConstructor] = {}
+
+
+def register_task(name: str, constructor: TaskConstructor) -> None:
+  """Makes `name` a valid task, built by `constructor(seed)` and then wrapped as usual.
+
+  Raises ValueError if `name` is empty or already a built-in or registered task, so that one task
+  cannot silently shadow another.
+  """
+  if not isinstance(name, str) or not name:
+    raise ValueError(f'A task name must be a non-empty string, got {name!r}.')
+  if name in TASKS or name in _REGISTRY:
+    raise ValueError(f'Task {name!r} is already defined.')
+  _REGISTRY[name] = constructor
+
+
+def task_names() -> Tuple[str, ...]:
+  """Every valid name: `TASKS` followed by the registered ones, in registration order."""
+  return TASKS + tuple(_REGISTRY)
+
+
+def validate_task_name(name: str) -> None:
+  """Raises ValueError unless `name` is valid; the message offers a close match and all names."""
+  valid = task_names()
+  if isinstance(name, str) and name in valid:
+    return
+  message = f'Unknown task name {name!r}.'
+  if isinstance(name, str):
+    close = difflib.get_close_matches(name, valid, n=1)
+    if close:
+      message += f' Did you mean {close[0]!r}?'
+  message += ' Valid names: ' + ', '.join(valid) + '.'
+  raise ValueError(message)
+
+
+def _load_suite_task(name: str, seed: int) -> dm_env.Environment:
+  domain, task = name.split(':', 1)
+  return suite.load(domain, task, task_kwargs={'random': seed})
+
+
+def make_environment(name: str, seed: int) -> dm_env.Environment:
+  """The task `name` ('domain:task'), seeded, with flat float32 observations and [-1, 1] actions.
+
+  The seed drives the task's initial states (and any randomness in its dynamics), so equal seeds
+  give equal episodes for equal actions. Raises ValueError for an unknown name without loading
+  anything.
+  """
+  validate_task_name(name)
+  constructor = _REGISTRY.get(name)
+  environment = constructor(seed) if constructor is not None else _load_suite_task(name, seed)
+  return CanonicalActionWrapper(FlatObservationWrapper(environment))
+
+
+class _Wrapper(dm_env.Environment):
+  """Forwards everything to the wrapped environment; subclasses change what they need."""
+
+  def __init__(self, environment: dm_env.Environment):
+    self._environment = environment
+
+  def reset(self) -> dm_env.TimeStep:
+    return self._environment.reset()
+
+  def step(self, action) -> dm_env.TimeStep:
+    return self._environment.step(action)
+
+  def observation_spec(self):
+    return self._environment.observation_spec()
+
+  def action_spec(self):
+    return self._environment.action_spec()
+
+  def reward_spec(self):
+    return self._environment.reward_spec()
+
+  def discount_spec(self):
+    return self._environment.discount_spec()
+
+  @property
+  def environment(self) -> dm_env.Environment:
+    """The wrapped environment."""
+    return self._environment
+
+  def close(self):
+    return self._environment.close()
+
+  def __getattr__(self, name: str) -> Any:
+    # Reached only for attributes this class lacks (e.g. `physics`); guard `_environment` itself
+    # so that a half-built wrapper raises AttributeError instead of recursing.
+    if name == '_environment':
+      raise AttributeError(name)
+    return getattr(self._environment, name)
+
+
+def _spec_leaves(spec) -> Tuple[specs.Array, ...]:
+  """The array specs of an observation spec: a dict's values in its order, or the spec itself."""
+  if isinstance(spec, Mapping):
+    return tuple(spec.values())
+  return (spec,)
+
+
+class FlatObservationWrapper(_Wrapper):
+  """Observation dict (or array) -> one float32 vector [O], O = total size of all entries.
+
+  Entries are concatenated in the order of the observation spec, each flattened (scalars become
+  one element, e.g. manipulator's `arm_pos` [8, 2] becomes 16), so a given task always lays its
+  features out the same way. The reward becomes float32; the discount is left alone.
+  """
+
+  def __init__(self, environment: dm_env.Environment):
+    super().__init__(environment)
+    spec = environment.observation_spec()
+    # Keys are kept so observations are read in the spec's order, whatever order a dict comes in.
+    self._keys = tuple(spec.keys()) if isinstance(spec, Mapping) else None
+    size = sum(int(np.prod(leaf.shape)) for leaf in _spec_leaves(spec))
+    self._observation_spec = specs.Array((size,), np.float32, name='observations')
+
+  def _flatten(self, observation) -> np.ndarray:
+    """[O] float32 from the wrapped observation."""
+    if self._keys is None:
+      parts = (observation,)
+    else:
+      parts = tuple(observation[key] for key in self._keys)
+    return np.concatenate([np.asarray(p, dtype=np.float32).reshape(-1) for p in parts])
+
+  def _convert(self, timestep: dm_env.TimeStep) -> dm_env.TimeStep:
+    # The first step of an episode has no reward (None); keep it that way.
+    reward = None if timestep.reward is None else np.float32(timestep.reward)
+    return timestep._replace(observation=self._flatten(timestep.observation), reward=reward)
+
+  def reset(self) -> dm_env.TimeStep:
+    return self._convert(self._environment.reset())
+
+  def step(self, action) -> dm_env.TimeStep:
+    return self._convert(self._environment.step(action))
+
+  def observation_spec(self) -> specs.Array:
+    return self._observation_spec
+
+  def reward_spec(self) -> specs.Array:
+    spec = self._environment.reward_spec()
+    return specs.Array(spec.shape, np.float32, name=spec.name)
+
+
+class CanonicalActionWrapper(_Wrapper):
+  """Exposes actions in [-1, 1] (float32) and maps them onto the wrapped bounds [low, high].
+
+  a_env = low + (a + 1) / 2 · (high − low), clipped to [low, high] so that an out-of-box action
+  (e.g. an unsquashed policy sample) never reaches the simulator. Bounds may differ per dimension
+  but must be finite: an unbounded action cannot be rescaled.
+  """
+
+  def __init__(self, environment: dm_env.Environment):
+    super().__init__(environment)
+    spec = environment.action_spec()
+    if not isinstance(spec, specs.BoundedArray):
+      raise ValueError(f'Action spec must be a BoundedArray, got {spec!r}.')
+    # Broadcast to the full shape: suites often give scalar bounds for a vector action.
+    self._low = np.broadcast_to(spec.minimum, spec.shape).astype(np.float64)
+    self._high = np.broadcast_to(spec.maximum, spec.shape).astype(np.float64)
+    if not (np.all(np.isfinite(self._low)) and np.all(np.isfinite(self._high))):
+      raise ValueError(f'Action bounds must be finite to rescale them, got {spec!r}.')
+    self._wrapped_dtype = spec.dtype
+    self._action_spec = specs.BoundedArray(
+        spec.shape, np.float32, minimum=-1.0, maximum=1.0, name=spec.name)
+
+  def _rescale(self, action) -> np.ndarray:
+    """[A] action in [-1, 1] -> [A] action in the wrapped bounds, in the wrapped dtype."""
+    action = np.asarray(action, dtype=np.float64)
+    scaled = self._low + (action + 1.0) * 0.5 * (self._high - self._low)
+    return np.clip(scaled, self._low, self._high).astype(self._wrapped_dtype)
+
+  def step(self, action) -> dm_env.TimeStep:
+    return self._environment.step(self._rescale(action))
+
+  def action_spec(self) -> specs.BoundedArray:
+    return self._action_spec

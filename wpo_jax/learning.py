@@ -1,0 +1,268 @@
+"""The pure-functional WPO learner: TrainingState, one SGD step, and k steps fused with `lax.scan`.
+
+One step, for a batch of (n-step) transitions (s, a, R, D, s'):
+  critic:  ½ (R + γ·D·mean_i Q̄(s', a'_i) − Q(s, a))²,   a'_i ~ π̄(·|s'), i = 1..N
+  policy:  WPO surrogate at s with a_i ~ π(·|s) and ∇aQ(s, a_i) from the online critic, both held
+           constant, through the preconditioned policy; plus the decoupled KL to π̄(·|s).
+Target networks (π̄, Q̄) are hard copies of the online ones, refreshed every
+`target_update_period` steps.
+"""
+
+import dataclasses
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from wpo_jax import losses
+from wpo_jax import networks as networks_lib
+
+Params = Any
+Metrics = Dict[str, jax.Array]
+
+KL_MODES = ('fixed', 'lagrange')
+
+
+class Transition(NamedTuple):
+  """A batch of n-step transitions; field names follow `acme.types.Transition`.
+
+  observation: [B, O]; action: [B, D]; reward: [B] n-step return R; discount: [B] D = γⁿ⁻¹·Π d_k
+  (Acme's adder convention: the learner bootstraps with γ·D); next_observation: [B, O].
+  """
+  observation: jax.Array
+  action: jax.Array
+  reward: jax.Array
+  discount: jax.Array
+  next_observation: jax.Array
+
+
+class WPOParams(NamedTuple):
+  policy: Params
+  critic: Params
+
+
+class KLDuals(NamedTuple):
+  """Unconstrained Lagrange multipliers, [D] each; weights are softplus(·). Unused in 'fixed'."""
+  log_mean: jax.Array
+  log_stddev: jax.Array
+
+
+class TrainingState(NamedTuple):
+  params: WPOParams
+  target_params: WPOParams
+  opt_state: optax.OptState
+  dual_params: KLDuals
+  steps: jax.Array  # int32 scalar: SGD steps taken.
+  key: jax.Array  # PRNG key; split afresh on every step.
+
+
+def _check(condition: bool, field: str, allowed: str, value: Any) -> None:
+  if not condition:
+    raise ValueError(f'{field}={value!r} is invalid: {field} must be {allowed}.')
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnerConfig:
+  """Hyperparameters of the WPO learner step (defaults: the public reference launcher).
+
+  num_action_samples: N, actions per state for the WPO term and the expected-SARSA bootstrap.
+  discount: γ; the bootstrap uses γ·D with D from the n-step adder.
+  target_update_period: SGD steps between hard copies into the target networks.
+  learning_rate: Adam step size for policy, critic and duals.
+  max_grad_norm: clip each of the policy, critic and dual gradients to this global norm;
+    None disables clipping.
+  natural_gradient: precondition the policy (σ² / σ²/2 for a Gaussian); False gives the plain
+    WPO gradient.
+  kl_mode: 'fixed' (soft penalty with kl_weight_*) or 'lagrange' (duals with kl_epsilon_*).
+  kl_weight_mean, kl_weight_stddev: penalty weights in 'fixed' mode (reference: softplus(0), 1e4).
+  kl_epsilon_mean, kl_epsilon_stddev: per-dimension KL bounds in 'lagrange' mode.
+  init_log_dual: initial unconstrained dual value in 'lagrange' mode.
+  clip_critic_actions: clip actions to [action_minimum, action_maximum] at the critic input.
+    ∇aQ is then zero for sampled actions outside the box, which stops the policy from pushing
+    its mean out of the bounds.
+  """
+  num_action_samples: int = 20
+  discount: float = 0.99
+  target_update_period: int = 100
+  learning_rate: float = 3e-4
+  max_grad_norm: Optional[float] = 40.0
+  natural_gradient: bool = True
+  kl_mode: str = 'fixed'
+  kl_weight_mean: float = 0.6931471805599453  # softplus(0)
+  kl_weight_stddev: float = 1e4
+  kl_epsilon_mean: float = 0.0025
+  kl_epsilon_stddev: float = 1e-6
+  init_log_dual: float = 0.0
+  clip_critic_actions: bool = True
+  action_minimum: float = -1.0
+  action_maximum: float = 1.0
+
+  def __post_init__(self):
+    _check(self.num_action_samples >= 1, 'num_action_samples', 'an integer >= 1',
+           self.num_action_samples)
+    _check(0.0 <= self.discount <= 1.0, 'discount', 'in [0, 1]', self.discount)
+    _check(self.target_update_period >= 1, 'target_update_period', 'an integer >= 1',
+           self.target_update_period)
+    _check(self.learning_rate > 0.0, 'learning_rate', '> 0', self.learning_rate)
+    _check(self.max_grad_norm is None or self.max_grad_norm > 0.0, 'max_grad_norm',
+           '> 0 or None', self.max_grad_norm)
+    _check(self.kl_mode in KL_MODES, 'kl_mode', f'one of {KL_MODES}', self.kl_mode)
+    _check(self.kl_weight_mean >= 0.0, 'kl_weight_mean', '>= 0', self.kl_weight_mean)
+    _check(self.kl_weight_stddev >= 0.0, 'kl_weight_stddev', '>= 0', self.kl_weight_stddev)
+    _check(self.kl_epsilon_mean > 0.0, 'kl_epsilon_mean', '> 0', self.kl_epsilon_mean)
+    _check(self.kl_epsilon_stddev > 0.0, 'kl_epsilon_stddev', '> 0', self.kl_epsilon_stddev)
+    _check(self.action_minimum < self.action_maximum, 'action_minimum',
+           f'< action_maximum ({self.action_maximum})', self.action_minimum)
+
+
+def _clip_by_global_norm(grads: Params, max_norm: Optional[float]) -> Tuple[Params, jax.Array]:
+  """Returns the (clipped) gradients and their norm before clipping."""
+  norm = optax.global_norm(grads)
+  if max_norm is None:
+    return grads, norm
+  scale = jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-12))
+  return jax.tree_util.tree_map(lambda g: g * scale, grads), norm
+
+
+def _periodic_copy(online: Params, target: Params, steps: jax.Array, period: int) -> Params:
+  copy = (steps % period) == 0
+  return jax.tree_util.tree_map(lambda o, t: jnp.where(copy, o, t), online, target)
+
+
+class Learner(NamedTuple):
+  """Pure functions of one WPO learner (optax style: build once, call anywhere).
+
+  init(key, observation_dim) -> TrainingState
+  sgd_step(state, batch: Transition) -> (state, metrics); not jitted, so it can be traced by a
+    caller's jit, scan or pmap.
+  """
+  init: Callable[[jax.Array, int], TrainingState]
+  sgd_step: Callable[[TrainingState, Transition], Tuple[TrainingState, Metrics]]
+
+
+def make_learner(networks: networks_lib.WPONetworks, action_dim: int,
+                 config: LearnerConfig = LearnerConfig()) -> Learner:
+  """Builds the init and SGD-step functions for `networks` acting in a D=`action_dim` box."""
+  optimizer = optax.adam(config.learning_rate)
+  num_samples = config.num_action_samples
+
+  def critic_input(actions):
+    if config.clip_critic_actions:
+      return jnp.clip(actions, config.action_minimum, config.action_maximum)
+    return actions
+
+  def q_value(critic_params, observation, actions):
+    return networks.critic.apply(critic_params, observation, critic_input(actions))
+
+  def init(key: jax.Array, observation_dim: int) -> TrainingState:
+    policy_key, critic_key, state_key = jax.random.split(key, 3)
+    observation = jnp.zeros((1, observation_dim), jnp.float32)
+    action = jnp.zeros((1, action_dim), jnp.float32)
+    params = WPOParams(
+        policy=networks.policy.init(policy_key, observation),
+        critic=networks.critic.init(critic_key, observation, action))
+    dual_params = KLDuals(
+        log_mean=jnp.full((action_dim,), config.init_log_dual, jnp.float32),
+        log_stddev=jnp.full((action_dim,), config.init_log_dual, jnp.float32))
+    return TrainingState(
+        params=params,
+        # Distinct buffers, so callers may donate the state to a jitted step.
+        target_params=jax.tree_util.tree_map(jnp.copy, params),
+        opt_state=optimizer.init((params, dual_params)),
+        dual_params=dual_params,
+        steps=jnp.zeros((), jnp.int32),
+        key=state_key)
+
+  def loss_fn(trainable, target_params, batch: Transition, key):
+    params, dual_params = trainable
+    bootstrap_key, policy_key = jax.random.split(key)
+
+    # Critic: n-step TD with an expected-SARSA bootstrap over N target-policy actions.
+    q_tm1 = q_value(params.critic, batch.observation, batch.action)
+    next_actions = networks.policy.apply(target_params.policy, batch.next_observation).sample(
+        bootstrap_key, num_samples)  # [N, B, D]
+    q_t = q_value(target_params.critic, batch.next_observation, next_actions)  # [N, B]
+    td_error = losses.expected_sarsa_td_error(q_tm1, batch.reward,
+                                              config.discount * batch.discount, q_t)
+    critic_loss = 0.5 * jnp.mean(jnp.square(td_error))
+
+    # Policy: WPO surrogate with actions and ∇aQ held constant.
+    policy = networks.policy.apply(params.policy, batch.observation)
+    actions = jax.lax.stop_gradient(policy.sample(policy_key, num_samples))  # [N, B, D]
+    critic_params = jax.lax.stop_gradient(params.critic)
+    dq_da = jax.grad(lambda a: jnp.sum(q_value(critic_params, batch.observation, a)))(actions)
+    moved = policy.preconditioned() if config.natural_gradient else policy
+    wpo_loss = losses.wpo_surrogate(moved.log_prob, actions, dq_da)
+
+    # KL to the target policy, through the unpreconditioned parameters.
+    target_policy = networks.policy.apply(target_params.policy, batch.observation)
+    kl = losses.decoupled_gaussian_kl(target_policy.mean, target_policy.stddev,
+                                      policy.mean, policy.stddev)
+    if config.kl_mode == 'fixed':
+      penalty = losses.fixed_kl_penalty(kl, config.kl_weight_mean, config.kl_weight_stddev)
+    else:
+      penalty = losses.lagrangian_kl_penalty(kl, dual_params.log_mean, dual_params.log_stddev,
+                                             config.kl_epsilon_mean, config.kl_epsilon_stddev)
+
+    loss = critic_loss + wpo_loss + penalty.loss
+    metrics = {
+        'critic_loss': critic_loss,
+        'wpo_loss': wpo_loss,
+        'kl_penalty': penalty.loss,
+        'kl_mean': jnp.mean(jnp.sum(kl.mean, axis=-1)),
+        'kl_stddev': jnp.mean(jnp.sum(kl.stddev, axis=-1)),
+        'kl_weight_mean': jnp.mean(penalty.weight_mean),
+        'kl_weight_stddev': jnp.mean(penalty.weight_stddev),
+        'q_mean': jnp.mean(q_tm1),
+        'td_error_abs': jnp.mean(jnp.abs(td_error)),
+        'dq_da_norm': jnp.mean(jnp.linalg.norm(dq_da, axis=-1)),
+        'policy_stddev_mean': jnp.mean(policy.stddev),
+        'policy_stddev_min': jnp.min(policy.stddev),
+        'policy_stddev_max': jnp.max(policy.stddev),
+    }
+    return loss, metrics
+
+  def sgd_step(state: TrainingState, batch: Transition) -> Tuple[TrainingState, Metrics]:
+    key, step_key = jax.random.split(state.key)
+    trainable = (state.params, state.dual_params)
+    (loss, metrics), (grads, dual_grads) = jax.value_and_grad(loss_fn, has_aux=True)(
+        trainable, state.target_params, batch, step_key)
+
+    policy_grads, policy_norm = _clip_by_global_norm(grads.policy, config.max_grad_norm)
+    critic_grads, critic_norm = _clip_by_global_norm(grads.critic, config.max_grad_norm)
+    dual_grads, _ = _clip_by_global_norm(dual_grads, config.max_grad_norm)
+    grads = (WPOParams(policy_grads, critic_grads), dual_grads)
+
+    updates, opt_state = optimizer.update(grads, state.opt_state, trainable)
+    params, dual_params = optax.apply_updates(trainable, updates)
+    steps = state.steps + 1
+    target_params = _periodic_copy(params, state.target_params, steps,
+                                   config.target_update_period)
+
+    metrics.update(
+        loss=loss,
+        policy_grad_norm=policy_norm,
+        critic_grad_norm=critic_norm,
+        # A non-finite loss or gradient poisons every parameter; report it so the caller can stop
+        # and keep its last good state.
+        finite=jnp.isfinite(loss) & jnp.isfinite(policy_norm) & jnp.isfinite(critic_norm))
+    new_state = TrainingState(params, target_params, opt_state, dual_params, steps, key)
+    return new_state, metrics
+
+  return Learner(init=init, sgd_step=sgd_step)
+
+
+def fuse_sgd_steps(
+    sgd_step: Callable[[TrainingState, Transition], Tuple[TrainingState, Metrics]]
+) -> Callable[[TrainingState, Transition], Tuple[TrainingState, Metrics]]:
+  """k SGD steps in one call: batches carry a leading [k] axis; metrics come back as [k].
+
+  Fusing amortises dispatch and host-device transfers; the result equals k sequential calls.
+  """
+
+  def fused(state: TrainingState, batches: Transition) -> Tuple[TrainingState, Metrics]:
+    return jax.lax.scan(sgd_step, state, batches)
+
+  return fused
+
