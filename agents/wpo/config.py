@@ -1,0 +1,110 @@
+"""WPO agent configuration: one validated dataclass, plus named presets."""
+
+import dataclasses
+from typing import Any, Optional, Tuple
+
+from wpo_jax import learning
+from wpo_jax import networks
+
+
+def _check(condition: bool, field: str, allowed: str, value: Any) -> None:
+  if not condition:
+    raise ValueError(f'WPOConfig.{field}={value!r} is invalid: it must be {allowed}.')
+
+
+@dataclasses.dataclass(frozen=True)
+class WPOConfig:
+  """Every knob of the WPO agent; defaults are the public reference launcher's.
+
+  Learner fields (num_action_samples … clip_critic_actions) mean what they mean in
+  `wpo_jax.learning.LearnerConfig`, which also validates them.
+  """
+  # Learner.
+  num_action_samples: int = 20
+  discount: float = 0.99
+  target_update_period: int = 100
+  learning_rate: float = 3e-4
+  max_grad_norm: Optional[float] = 40.0
+  natural_gradient: bool = True
+  kl_mode: str = 'fixed'
+  kl_weight_mean: float = 0.6931471805599453
+  kl_weight_stddev: float = 1e4
+  kl_epsilon_mean: float = 0.0025
+  kl_epsilon_stddev: float = 1e-6
+  init_log_dual: float = 0.0
+  clip_critic_actions: bool = True
+  # Networks.
+  policy_layers: Tuple[int, ...] = networks.DEFAULT_POLICY_LAYERS
+  critic_layers: Tuple[int, ...] = networks.DEFAULT_CRITIC_LAYERS
+  init_scale: float = 0.5
+  min_scale: float = 1e-6
+  # Replay and data flow.
+  batch_size: int = 256
+  n_step: int = 5
+  samples_per_insert: float = 64.0
+  samples_per_insert_tolerance_rate: float = 0.1
+  min_replay_size: int = 1000
+  max_replay_size: int = 1_000_000
+  num_sgd_steps_per_step: int = 1
+  prefetch_size: int = 4
+  replay_table_name: str = 'priority_table'
+  # Acting.
+  variable_update_period: int = 1000
+
+  def __post_init__(self):
+    object.__setattr__(self, 'policy_layers', tuple(self.policy_layers))
+    object.__setattr__(self, 'critic_layers', tuple(self.critic_layers))
+    _check(len(self.policy_layers) >= 1 and min(self.policy_layers) >= 1, 'policy_layers',
+           'a non-empty tuple of positive layer sizes', self.policy_layers)
+    _check(len(self.critic_layers) >= 1 and min(self.critic_layers) >= 1, 'critic_layers',
+           'a non-empty tuple of positive layer sizes', self.critic_layers)
+    _check(self.init_scale > 0, 'init_scale', '> 0', self.init_scale)
+    _check(self.min_scale > 0, 'min_scale', '> 0', self.min_scale)
+    _check(self.batch_size >= 1, 'batch_size', 'an integer >= 1', self.batch_size)
+    _check(self.n_step >= 1, 'n_step', 'an integer >= 1', self.n_step)
+    _check(self.samples_per_insert > 0, 'samples_per_insert', '> 0', self.samples_per_insert)
+    _check(self.samples_per_insert_tolerance_rate > 0, 'samples_per_insert_tolerance_rate',
+           '> 0', self.samples_per_insert_tolerance_rate)
+    _check(self.min_replay_size >= 1, 'min_replay_size', 'an integer >= 1',
+           self.min_replay_size)
+    _check(self.max_replay_size >= self.min_replay_size, 'max_replay_size',
+           f'>= min_replay_size ({self.min_replay_size})', self.max_replay_size)
+    _check(self.num_sgd_steps_per_step >= 1, 'num_sgd_steps_per_step', 'an integer >= 1',
+           self.num_sgd_steps_per_step)
+    _check(self.prefetch_size >= 0, 'prefetch_size', 'an integer >= 0', self.prefetch_size)
+    _check(self.variable_update_period >= 1, 'variable_update_period', 'an integer >= 1',
+           self.variable_update_period)
+    try:
+      self.learner_config()
+    except ValueError as error:
+      raise ValueError(f'WPOConfig: {error}') from None
+
+  def learner_config(self) -> learning.LearnerConfig:
+    """The learner's share of this config (validated by LearnerConfig itself)."""
+    names = {f.name for f in dataclasses.fields(learning.LearnerConfig)}
+    return learning.LearnerConfig(
+        **{k: v for k, v in dataclasses.asdict(self).items() if k in names})
+
+
+# CPU-friendly settings for a 2-core machine: smaller networks and fewer action samples make an
+# SGD step several times cheaper than the paper-scale defaults.
+PRESETS = {
+    'default': WPOConfig(),
+    'cpu': WPOConfig(
+        num_action_samples=8,
+        policy_layers=(256, 256),
+        critic_layers=(256, 256),
+        samples_per_insert=32.0,
+    ),
+}
+
+
+def make_config(preset: str = 'default', **overrides: Any) -> WPOConfig:
+  """A preset with field overrides; unknown presets and fields fail with the valid names."""
+  if preset not in PRESETS:
+    raise ValueError(f'Unknown WPO preset {preset!r}; valid presets: {sorted(PRESETS)}.')
+  valid = {f.name for f in dataclasses.fields(WPOConfig)}
+  unknown = sorted(set(overrides) - valid)
+  if unknown:
+    raise ValueError(f'Unknown WPOConfig field(s) {unknown}; valid fields: {sorted(valid)}.')
+  return dataclasses.replace(PRESETS[preset], **overrides)

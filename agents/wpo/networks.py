@@ -1,0 +1,60 @@
+"""WPO networks for an environment spec, and the policies actors run."""
+
+from typing import Any, Callable, NamedTuple
+
+from acme import specs
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from agents.wpo import config as config_lib
+from wpo_jax import networks as networks_lib
+
+# (params, key, observation [B, O]) -> action [B, D], as Acme's FeedForwardPolicy.
+Policy = Callable[[Any, jax.Array, jax.Array], jax.Array]
+
+
+class WPONetworks(NamedTuple):
+  """The pure networks plus the sizes the learner needs to initialise them."""
+  networks: networks_lib.WPONetworks
+  observation_dim: int
+  action_dim: int
+
+
+def make_networks(environment_spec: specs.EnvironmentSpec,
+                  config: config_lib.WPOConfig) -> WPONetworks:
+  """Networks for flat observations [O] and actions in [-1, 1]^D (agents.environments)."""
+  observation_dim = int(np.prod(environment_spec.observations.shape))
+  action_dim = int(np.prod(environment_spec.actions.shape))
+  if len(environment_spec.observations.shape) != 1 or len(environment_spec.actions.shape) != 1:
+    raise ValueError('WPO expects flat observation and action vectors; got shapes '
+                     f'{environment_spec.observations.shape} and '
+                     f'{environment_spec.actions.shape}: wrap the environment with '
+                     'agents.environments (it concatenates Control Suite observations).')
+  actions = environment_spec.actions
+  if not (np.all(getattr(actions, 'minimum', -np.inf) == -1.0) and
+          np.all(getattr(actions, 'maximum', np.inf) == 1.0)):
+    raise ValueError('WPO expects actions bounded to [-1, 1] (its critic clips to that box); '
+                     f'got {actions!r}. Wrap the environment with agents.environments, which '
+                     'rescales a task\'s action bounds to [-1, 1].')
+  return WPONetworks(
+      networks=networks_lib.make_networks(action_dim, config.policy_layers,
+                                          config.critic_layers, config.init_scale,
+                                          config.min_scale),
+      observation_dim=observation_dim,
+      action_dim=action_dim)
+
+
+def make_policy(networks: WPONetworks, evaluation: bool) -> Policy:
+  """A sample from π(·|s) for training actors; its mode (the mean) for evaluation.
+
+  Actions are clipped to the [-1, 1] box: the environment would clip them anyway, and replay
+  then holds the actions that were executed.
+  """
+
+  def policy(params, key, observation):
+    distribution = networks.networks.policy.apply(params, observation)
+    action = distribution.mode() if evaluation else distribution.sample(key, 1)[0]
+    return jnp.clip(action, -1.0, 1.0)
+
+  return policy
