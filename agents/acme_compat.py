@@ -4,13 +4,14 @@ dm-acme 0.4.0 (2022) predates the pinned stack (Python 3.11, JAX 0.4.34, Reverb 
 dependencies that do not exist here (launchpad, sonnet, gym). Call `apply()` before the first
 `import acme`; importing anything under `agents` does so. The patches:
 
-  jax.tree_multimap        removed in JAX 0.3.16   -> jax.tree_util.tree_map (SAC/TD3 learners).
-  jax.tree_map/tree_flatten removed in JAX 0.6   -> jax.tree_util equivalents (only if missing).
-  jax.xla.Device/.DeviceArray removed            -> jax.Device / jax.Array (acme.jax.utils,
+  (JAX names below are gone from JAX 0.4.34, or deprecated and due to go.)
+  jax.tree_multimap                              -> jax.tree_util.tree_map (SAC/TD3 learners).
+  jax.tree_map, jax.tree_flatten (if missing)    -> jax.tree_util equivalents (~40 acme calls).
+  jax.xla.Device, jax.xla.DeviceArray            -> jax.Device, jax.Array (acme.jax.utils,
                                                     variable_utils, impala: annotations evaluated
                                                     at import time, isinstance checks at run time).
-  jax.pxla.ShardedDeviceArray removed            -> jax.Array (acme.jax.utils.get_from_first_device).
-  jnp.DeviceArray removed in JAX 0.4.14          -> jax.Array (reverb adder utils, jax savers, dqn).
+  jax.pxla.ShardedDeviceArray                    -> jax.Array (acme.jax.utils.get_from_first_device).
+  jnp.DeviceArray                                -> jax.Array (reverb adder utils, jax savers, dqn).
   acme.utils.signals imports launchpad           -> our SIGTERM-based `runtime_terminator`.
   acme.wrappers, acme.agents.jax.<agent> package
     __init__s eagerly import gym / launchpad / sonnet (GymWrapper, Distributed*/local layouts)
@@ -18,6 +19,8 @@ dependencies that do not exist here (launchpad, sonnet, gym). Call `apply()` bef
                                                     so e.g. `acme.agents.jax.sac.SACBuilder` and
                                                     `acme.jax.networks` (which pulls in
                                                     acme.wrappers) work without those packages.
+  DeprecationWarnings for jax.tree_map/tree_flatten raised from acme's own call sites (JAX
+    0.4.25+; fatal under -W error)              -> ignored for acme modules only.
   ReverbAdder._writer passes get_signature_timeout_ms to Client.trajectory_writer, which Reverb
     0.14 no longer accepts                       -> the same writer, without that argument.
 
@@ -86,13 +89,17 @@ def _patch_jax() -> None:
   device_type = getattr(jax, 'Device', None)
   # jax.tree_multimap was folded into tree_map (same signature: f, tree, *rest).
   _set_missing(jax, 'tree_multimap', jax.tree_util.tree_map)
-  # Deprecated in 0.4.25 and removed later; acme calls them ~40 times.
+  # Deprecated since JAX 0.4.25 and due for removal; acme calls them ~40 times.
   _set_missing(jax, 'tree_map', jax.tree_util.tree_map)
   _set_missing(jax, 'tree_flatten', jax.tree_util.tree_flatten)
   # jax.xla/jax.pxla were internal re-exports; acme only uses the types below.
   _set_missing(jax, 'xla', types.SimpleNamespace(Device=device_type, DeviceArray=array_type))
   _set_missing(jax, 'pxla', types.SimpleNamespace(ShardedDeviceArray=array_type))
   _set_missing(jnp, 'DeviceArray', array_type)
+  # Until they are removed, jax.tree_map/tree_flatten warn at every call site in acme
+  # (fatal under -W error). Silence exactly those, only where acme is the caller.
+  warnings.filterwarnings('ignore', message=r'jax\.tree_(map|flatten) is deprecated',
+                          category=DeprecationWarning, module=r'acme(\.|$)')
 
 
 # ------------------------------------------------------------------------------------------------
@@ -102,6 +109,16 @@ _stop_lock = threading.RLock()  # Re-entrant: the SIGTERM handler runs on the ma
 _stop_handlers: List[Callable[[], None]] = []
 _previous_sigterm: Any = None
 _sigterm_installed = False
+_termination_requested = threading.Event()
+
+
+def termination_requested() -> bool:
+  """True once a SIGTERM has stopped a runtime_terminator (e.g. cut `EnvironmentLoop.run` short).
+
+  As under launchpad, such a SIGTERM makes `run()` return normally instead of killing the
+  process; a script that calls `run()` repeatedly should check this to stop for good.
+  """
+  return _termination_requested.is_set()
 
 
 @contextlib.contextmanager
@@ -148,7 +165,9 @@ def _unregister_stop_handler(handler: Callable[[], None]) -> None:
     _stop_handlers.remove(handler)
     if (not _stop_handlers and _sigterm_installed and
         threading.current_thread() is threading.main_thread()):
-      signal.signal(signal.SIGTERM, _previous_sigterm)
+      # None means the previous handler was not installed from Python: fall back to default.
+      signal.signal(signal.SIGTERM,
+                    signal.SIG_DFL if _previous_sigterm is None else _previous_sigterm)
       _sigterm_installed = False
 
 
@@ -166,6 +185,7 @@ def _on_sigterm(signum, frame) -> None:
   with _stop_lock:
     handlers = list(_stop_handlers)
   if handlers:
+    _termination_requested.set()
     for handler in handlers:
       handler()
   elif callable(_previous_sigterm):

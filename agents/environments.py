@@ -152,7 +152,8 @@ class FlatObservationWrapper(_Wrapper):
 
   Entries are concatenated in the order of the observation spec, each flattened (scalars become
   one element, e.g. manipulator's `arm_pos` [8, 2] becomes 16), so a given task always lays its
-  features out the same way. The reward becomes float32; the discount is left alone.
+  features out the same way. Reward and discount become float32 (Reverb tables built from the
+  spec require matching dtypes, and mixed float32/float64 would not match).
   """
 
   def __init__(self, environment: dm_env.Environment):
@@ -174,7 +175,9 @@ class FlatObservationWrapper(_Wrapper):
   def _convert(self, timestep: dm_env.TimeStep) -> dm_env.TimeStep:
     # The first step of an episode has no reward (None); keep it that way.
     reward = None if timestep.reward is None else np.float32(timestep.reward)
-    return timestep._replace(observation=self._flatten(timestep.observation), reward=reward)
+    discount = None if timestep.discount is None else np.float32(timestep.discount)
+    return timestep._replace(observation=self._flatten(timestep.observation), reward=reward,
+                             discount=discount)
 
   def reset(self) -> dm_env.TimeStep:
     return self._convert(self._environment.reset())
@@ -188,6 +191,10 @@ class FlatObservationWrapper(_Wrapper):
   def reward_spec(self) -> specs.Array:
     spec = self._environment.reward_spec()
     return specs.Array(spec.shape, np.float32, name=spec.name)
+
+  def discount_spec(self) -> specs.BoundedArray:
+    spec = self._environment.discount_spec()
+    return specs.BoundedArray(spec.shape, np.float32, minimum=0.0, maximum=1.0, name=spec.name)
 
 
 class CanonicalActionWrapper(_Wrapper):

@@ -103,7 +103,8 @@ def test_flat_observation_follows_spec_order():
   np.testing.assert_array_equal(first.observation, [7.0, 0, 1, 2, 3, 4, 5])
   assert first.observation.dtype == np.float32 and first.reward is None
   step = env.step(np.zeros(2))
-  assert step.reward.dtype == np.float32 and step.discount == 0.9
+  assert step.reward.dtype == np.float32 and step.discount.dtype == np.float32
+  assert step.discount == pytest.approx(0.9)
 
 
 def test_unknown_name_fails_before_loading(monkeypatch):

@@ -66,8 +66,8 @@ class WPOLearner(acme.Learner):
     num_steps = self._config.num_sgd_steps_per_step
     counts = self._counter.increment(steps=num_steps, walltime=elapsed)
     summary = {k: float(np.mean(v)) for k, v in metrics.items()}
-    if elapsed > 0:
-      summary['sgd_steps_per_s'] = num_steps / elapsed
+    # Present from the first row (as NaN) so that CSV columns stay fixed.
+    summary['sgd_steps_per_s'] = num_steps / elapsed if elapsed > 0 else float('nan')
     self._logger.write({**counts, **summary})
 
   def get_variables(self, names: List[str]) -> List[Any]:

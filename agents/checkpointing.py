@@ -1,0 +1,99 @@
+"""Crash-safe checkpoints of a run: learner state, step counts and the Reverb replay buffer.
+
+Layout under `directory`:
+  manifest.json              the commit point: which learner file is current, and the counts
+  learner-<steps>.msgpack    TrainingState, flax msgpack
+  replay/<timestamp>/        Reverb's own checkpoints (written by the server's checkpointer)
+
+Every file is written to a temporary name and renamed into place, and the manifest is renamed
+last, so a SIGKILL at any moment leaves the previous checkpoint readable. Older learner files are
+pruned only after a newer one is committed. Reverb's checkpointer writes its DONE marker last and
+itself keeps only its newest checkpoint.
+"""
+
+import json
+import os
+import tempfile
+from typing import Any, Dict, Mapping, NamedTuple, Optional
+
+from flax import serialization
+import reverb
+
+MANIFEST = 'manifest.json'
+REPLAY_SUBDIR = 'replay'
+
+
+class Restored(NamedTuple):
+  learner_state: Any
+  counts: Dict[str, float]
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+  directory = os.path.dirname(path)
+  fd, tmp_path = tempfile.mkstemp(dir=directory, prefix='.tmp-')
+  try:
+    with os.fdopen(fd, 'wb') as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp_path, path)
+  except BaseException:
+    if os.path.exists(tmp_path):
+      os.remove(tmp_path)
+    raise
+
+
+class RunCheckpointer:
+  """Saves and restores one run's learner state, counts and replay."""
+
+  def __init__(self, directory: str, keep: int = 2):
+    self._directory = directory
+    self._keep = keep
+    os.makedirs(os.path.join(directory, REPLAY_SUBDIR), exist_ok=True)
+
+  @property
+  def directory(self) -> str:
+    return self._directory
+
+  @property
+  def replay_directory(self) -> str:
+    return os.path.join(self._directory, REPLAY_SUBDIR)
+
+  def replay_checkpointer(self) -> reverb.checkpointers.DefaultCheckpointer:
+    """For `reverb.Server(..., checkpointer=...)`: it reloads the newest replay on start."""
+    return reverb.checkpointers.DefaultCheckpointer(self.replay_directory)
+
+  def exists(self) -> bool:
+    return os.path.exists(os.path.join(self._directory, MANIFEST))
+
+  def save(self, learner_state: Any, counts: Mapping[str, float],
+           replay_client: Optional[reverb.Client] = None) -> str:
+    """Writes a checkpoint and returns the learner file's path."""
+    if replay_client is not None:
+      replay_client.checkpoint()
+    steps = int(learner_state.steps)
+    learner_file = f'learner-{steps:010d}.msgpack'
+    _atomic_write(os.path.join(self._directory, learner_file),
+                  serialization.to_bytes(learner_state))
+    manifest = {'learner': learner_file, 'counts': dict(counts), 'learner_steps': steps}
+    _atomic_write(os.path.join(self._directory, MANIFEST),
+                  json.dumps(manifest, indent=1, default=float).encode())
+    self._prune(learner_file)
+    return os.path.join(self._directory, learner_file)
+
+  def restore(self, template_state: Any) -> Optional[Restored]:
+    """The last committed checkpoint, shaped like `template_state`; None when there is none."""
+    if not self.exists():
+      return None
+    with open(os.path.join(self._directory, MANIFEST)) as f:
+      manifest = json.load(f)
+    with open(os.path.join(self._directory, manifest['learner']), 'rb') as f:
+      state = serialization.from_bytes(template_state, f.read())
+    return Restored(state, manifest['counts'])
+
+  def _prune(self, current_learner_file: str) -> None:
+    learner_files = sorted(f for f in os.listdir(self._directory)
+                           if f.startswith('learner-') and f.endswith('.msgpack'))
+    for name in learner_files[:-self._keep]:
+      if name != current_learner_file:
+        os.remove(os.path.join(self._directory, name))

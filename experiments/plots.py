@@ -1,0 +1,157 @@
+"""Learning-curve plots from Acme CSV logs.
+
+`plot_learning_curve({'wpo': 'runs/a/logs/evaluator/logs.csv'}, 'curve.png', 'walker:walk')`
+draws the mean evaluation return against environment steps (`actor_steps`), one line per label,
+shading the min–max spread where several episodes were logged at the same step.
+
+Logs may belong to a run that is still going or that crashed: a missing or empty file, a row cut
+off mid-write or a row that does not parse is skipped, never raised. The PNG is written to a
+temporary file and renamed into place, so a reader never sees half an image.
+
+Only matplotlib's Agg canvas is used (no pyplot), so this works without a display and leaves the
+process-wide matplotlib backend alone.
+"""
+
+import csv
+import io
+import math
+import os
+import uuid
+from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+STEP_COLUMN = 'actor_steps'
+RETURN_COLUMN = 'episode_return'
+
+
+class Curve(NamedTuple):
+  """Per evaluation point, sorted by step: mean, min and max return, and episode count."""
+  steps: List[float]
+  means: List[float]
+  minimums: List[float]
+  maximums: List[float]
+  counts: List[int]
+
+
+def _read_complete_text(path: str) -> str:
+  """The file's text without a final line that lacks its newline ('' if unreadable).
+
+  A line without a newline at the end of the file is one the writer had not finished, so even
+  when it parses its last number may be cut short (e.g. 1234.5 read as 12); drop it.
+  """
+  try:
+    with open(path, 'r', newline='', errors='replace') as f:
+      text = f.read()
+  except OSError:
+    return ''
+  if text.endswith('\n'):
+    return text
+  cut = text.rfind('\n')
+  return text[:cut + 1] if cut >= 0 else ''
+
+
+def _parse_float(value: Optional[str]) -> Optional[float]:
+  """A finite float from a CSV field, or None for anything else (missing, garbled, nan, inf)."""
+  try:
+    number = float(value)
+  except (TypeError, ValueError):
+    return None
+  return number if math.isfinite(number) else None
+
+
+def read_returns(path: str, step_column: str = STEP_COLUMN,
+                 return_column: str = RETURN_COLUMN) -> List[Tuple[float, float]]:
+  """(step, return) for every well-formed row of the CSV at `path`, in file order."""
+  text = _read_complete_text(path)
+  if not text:
+    return []
+  reader = csv.reader(io.StringIO(text, newline=''))
+  header = next(reader, None)
+  if not header or step_column not in header or return_column not in header:
+    return []
+  step_index, return_index = header.index(step_column), header.index(return_column)
+  points = []
+  for row in reader:
+    # A row with a different number of fields is damaged; its columns cannot be trusted.
+    if len(row) != len(header):
+      continue
+    step, episode_return = _parse_float(row[step_index]), _parse_float(row[return_index])
+    if step is not None and episode_return is not None:
+      points.append((step, episode_return))
+  return points
+
+
+def aggregate(points: List[Tuple[float, float]]) -> Curve:
+  """Groups (step, return) pairs by step into a `Curve`."""
+  by_step: Dict[float, List[float]] = {}
+  for step, episode_return in points:
+    by_step.setdefault(step, []).append(episode_return)
+  steps = sorted(by_step)
+  returns = [by_step[s] for s in steps]
+  return Curve(steps=steps,
+               means=[sum(r) / len(r) for r in returns],
+               minimums=[min(r) for r in returns],
+               maximums=[max(r) for r in returns],
+               counts=[len(r) for r in returns])
+
+
+def _draw(axes, curve: Curve, label: Optional[str]) -> None:
+  """One mean line, plus its min–max band where any step has more than one episode."""
+  line, = axes.plot(curve.steps, curve.means, marker='o', markersize=3, label=label)
+  if max(curve.counts) > 1:
+    axes.fill_between(curve.steps, curve.minimums, curve.maximums,
+                      color=line.get_color(), alpha=0.2, linewidth=0)
+
+
+def _save_atomically(figure: Figure, png_path: str) -> None:
+  """Writes `figure` as a PNG next to `png_path`, then renames it over `png_path`."""
+  directory = os.path.dirname(os.path.abspath(png_path))
+  os.makedirs(directory, exist_ok=True)
+  # Same directory, so os.replace is a rename within one filesystem (atomic). A unique name,
+  # opened with 'xb', gets the usual umask permissions (mkstemp would make it owner-only).
+  temp_path = os.path.join(
+      directory, f'.{os.path.basename(png_path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp')
+  try:
+    with open(temp_path, 'xb') as f:
+      FigureCanvasAgg(figure).print_png(f)
+    os.replace(temp_path, png_path)
+  except BaseException:
+    if os.path.exists(temp_path):
+      os.remove(temp_path)
+    raise
+
+
+def plot_learning_curve(csv_paths: Union[Mapping[str, str], str], png_path: str,
+                        title: str) -> bool:
+  """Plots mean return vs environment steps from Acme CSV logs into `png_path`.
+
+  Args:
+    csv_paths: one CSV path, or {label: CSV path} for one labelled line per run. Each CSV needs
+      the columns `actor_steps` and `episode_return`.
+    png_path: where the PNG goes; its directory is created if needed.
+    title: the plot's title.
+
+  Returns:
+    True if a PNG was written; False (and nothing written) when no file gave a usable row.
+  """
+  labelled = {None: csv_paths} if isinstance(csv_paths, str) else dict(csv_paths)
+  curves = {label: aggregate(read_returns(path)) for label, path in labelled.items()}
+  curves = {label: curve for label, curve in curves.items() if curve.steps}
+  if not curves:
+    return False
+
+  figure = Figure(figsize=(7, 4.5), dpi=100)
+  axes = figure.add_subplot()
+  for label, curve in curves.items():
+    _draw(axes, curve, label)
+  axes.set_xlabel('Environment steps')
+  axes.set_ylabel('Episode return')
+  axes.set_title(title)
+  axes.grid(True, alpha=0.3)
+  if any(label is not None for label in curves):
+    axes.legend(loc='best')
+  figure.tight_layout()
+  _save_atomically(figure, png_path)
+  return True

@@ -1,0 +1,99 @@
+"""Tests for experiments/plots.py on real Acme CSV logs, including damaged and missing ones."""
+
+import os
+
+import agents  # pylint: disable=unused-import  (patches dm-acme so that acme imports)
+from acme.utils.loggers import csv as csv_logger
+from matplotlib import image as mpl_image
+import pytest
+
+from experiments import plots
+
+_PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
+
+# (actor_steps, episode_return) rows as an evaluator logs them: several episodes per point.
+_ROWS = ((1000, 10.0), (1000, 14.0), (1000, 12.0),
+         (2000, 30.0), (2000, 50.0), (2000, 40.0),
+         (3000, 80.0))
+
+
+def _write_log(directory, rows=_ROWS) -> str:
+  """A CSV written by Acme's own CSVLogger, with the extra columns an evaluator adds."""
+  logger = csv_logger.CSVLogger(str(directory), add_uid=False)
+  for steps, episode_return in rows:
+    logger.write({'actor_steps': steps, 'episode_return': episode_return,
+                  'episode_length': 1000, 'steps_per_second': 123.4})
+  logger.close()
+  return logger.file_path
+
+
+def _files(directory) -> list:
+  return sorted(os.listdir(directory))
+
+
+def _assert_valid_png(path) -> None:
+  with open(path, 'rb') as f:
+    assert f.read(8) == _PNG_MAGIC
+  pixels = mpl_image.imread(path)
+  assert pixels.ndim == 3 and pixels.shape[0] > 0 and pixels.shape[1] > 0
+
+
+def test_reads_and_aggregates_acme_log(tmp_path):
+  curve = plots.aggregate(plots.read_returns(_write_log(tmp_path)))
+  assert curve.steps == [1000, 2000, 3000]
+  assert curve.means == pytest.approx([12.0, 40.0, 80.0])
+  assert curve.minimums == [10.0, 30.0, 80.0]
+  assert curve.maximums == [14.0, 50.0, 80.0]
+  assert curve.counts == [3, 3, 1]
+
+
+def test_writes_valid_png_for_one_and_several_runs(tmp_path):
+  path = _write_log(tmp_path / 'a')
+  out = tmp_path / 'plots'
+  assert plots.plot_learning_curve(path, str(out / 'single.png'), 'cartpole:swingup')
+  assert plots.plot_learning_curve({'seed 0': path, 'seed 1': _write_log(tmp_path / 'b')},
+                                   str(out / 'multi.png'), 'cartpole:swingup')
+  _assert_valid_png(out / 'single.png')
+  _assert_valid_png(out / 'multi.png')
+  # Only the two PNGs: no temporary file was left behind.
+  assert _files(out) == ['multi.png', 'single.png']
+
+
+def test_truncated_last_line_is_dropped(tmp_path):
+  path = _write_log(tmp_path)
+  # Cut the last row inside its last field, as a crash mid-write would: it still has every
+  # field and parses ('..., 123.4' -> '..., 123'), so only its missing newline gives it away.
+  with open(path, 'rb') as f:
+    data = f.read()
+  assert data.endswith(b'123.4\r\n')
+  with open(path, 'wb') as f:
+    f.write(data[:-4])
+  curve = plots.aggregate(plots.read_returns(path))
+  assert curve.steps == [1000, 2000]
+  assert plots.plot_learning_curve(path, str(tmp_path / 'curve.png'), 'partial')
+  _assert_valid_png(tmp_path / 'curve.png')
+
+
+def test_bad_rows_are_skipped(tmp_path):
+  path = tmp_path / 'logs.csv'
+  path.write_text('actor_steps,episode_return\n'
+                  '100,1.0\n'
+                  'garbage,2.0\n'
+                  '200,nan\n'
+                  '300\n'
+                  '400,4.0,extra\n'
+                  '500,5.0\n')
+  assert plots.aggregate(plots.read_returns(str(path))).steps == [100, 500]
+
+
+@pytest.mark.parametrize('content', [None, '', 'actor_steps,episode_return\n',
+                                     'actor_steps,episode_ret', 'other,columns\n1,2\n'])
+def test_no_data_returns_false_and_writes_nothing(tmp_path, content):
+  path = tmp_path / 'logs.csv'
+  if content is not None:
+    path.write_text(content)
+  png = tmp_path / 'out' / 'curve.png'
+  assert not plots.plot_learning_curve(str(path), str(png), 'empty')
+  assert not plots.plot_learning_curve({'a': str(path), 'b': str(tmp_path / 'missing.csv')},
+                                       str(png), 'empty')
+  assert not (tmp_path / 'out').exists()

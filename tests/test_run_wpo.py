@@ -1,0 +1,115 @@
+"""End-to-end tests of the local launcher: a real Control Suite task, Reverb server and checkpoints."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Small networks and a low replay ratio keep a few thousand environment steps within seconds.
+TINY = ['--preset=cpu', '--config=policy_layers=32,32', '--config=critic_layers=32,32',
+        '--config=num_action_samples=4', '--config=batch_size=32',
+        '--config=samples_per_insert=8', '--config=min_replay_size=200',
+        '--config=variable_update_period=100', '--eval_episodes=1', '--progress=false',
+        '--video=false']
+
+
+def _launch(workdir, *flags, wait=True):
+  command = [sys.executable, '-m', 'experiments.run_wpo', '--env=cartpole:swingup',
+             f'--workdir={workdir}', *TINY, *flags]
+  if not wait:
+    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+  return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def _rows(workdir, label):
+  with open(os.path.join(workdir, 'logs', label, 'logs.csv')) as f:
+    return list(csv.DictReader(f))
+
+
+def _manifest(workdir):
+  path = os.path.join(workdir, 'checkpoints', 'manifest.json')
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def test_local_run_writes_logs_curve_and_checkpoint(tmp_path):
+  workdir = str(tmp_path / 'run')
+  result = _launch(workdir, '--num_steps=2000', '--eval_every=1000')
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+  evaluator = _rows(workdir, 'evaluator')
+  assert {'actor_steps', 'episode_return'} <= set(evaluator[0])
+  # Untrained policy at 0 steps, then one evaluation per 1000 steps (cartpole episodes: 1000).
+  assert [int(float(r['actor_steps'])) for r in evaluator] == [0, 1000, 2000]
+  learner = _rows(workdir, 'learner')
+  assert float(learner[-1]['learner_steps']) > 0
+  assert {'critic_loss', 'wpo_loss', 'kl_mean', 'policy_stddev_mean', 'policy_grad_norm',
+          'sgd_steps_per_s'} <= set(learner[-1])
+  assert len(_rows(workdir, 'actor')) == 2
+  with open(os.path.join(workdir, 'learning_curve.png'), 'rb') as f:
+    assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+  assert os.listdir(os.path.join(workdir, 'tensorboard'))
+  manifest = _manifest(workdir)
+  assert manifest['counts']['actor_steps'] == 2000
+  assert manifest['learner_steps'] == manifest['counts']['learner_steps'] > 0
+
+
+def test_resume_after_sigkill_continues_counters_and_policy(tmp_path):
+  workdir = str(tmp_path / 'run')
+  process = _launch(workdir, '--num_steps=8000', '--eval_every=1000',
+                    '--checkpoint_every_minutes=0.0001', wait=False)
+  deadline = time.time() + 300
+  while time.time() < deadline:
+    manifest = _manifest(workdir)
+    if manifest and manifest['counts']['actor_steps'] >= 2000:
+      break
+    assert process.poll() is None, process.stdout.read()[-3000:]
+    time.sleep(0.5)
+  else:
+    pytest.fail('no checkpoint at >= 2000 steps within 300 s')
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  killed_at = _manifest(workdir)
+  evaluations_before = len(_rows(workdir, 'evaluator'))
+
+  result = _launch(workdir, '--num_steps=8000', '--eval_every=1000',
+                   '--checkpoint_every_minutes=0.0001')
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  evaluator = _rows(workdir, 'evaluator')
+  resumed = evaluator[evaluations_before:]
+  steps = [int(float(r['actor_steps'])) for r in resumed]
+  # The step counter continues from the checkpoint instead of restarting at 0, and the untrained
+  # evaluation at step 0 is not repeated.
+  assert steps and min(steps) > killed_at['counts']['actor_steps'] and 0 not in steps
+  assert steps[-1] == 8000
+  learner_steps = [float(r['learner_steps']) for r in _rows(workdir, 'learner')]
+  first_after_resume = next(s for s in learner_steps if s > killed_at['learner_steps'])
+  # The learner resumed from its checkpointed step count: its logged counts never restart.
+  assert _manifest(workdir)['learner_steps'] > killed_at['learner_steps']
+  assert first_after_resume > killed_at['learner_steps']
+  # Evaluation returns: the first resumed evaluation comes from the restored (trained) policy,
+  # so it is evaluated with parameters that the checkpoint held, not a fresh initialisation.
+  resumed_rows = [r for r in evaluator[evaluations_before:]]
+  assert all(float(r['learner_steps']) >= killed_at['learner_steps'] for r in resumed_rows)
+
+
+def test_bad_input_fails_before_any_work(tmp_path):
+  workdir = tmp_path / 'run'
+  result = _launch(str(workdir), '--env=cartpole:swingupp', '--num_steps=10')
+  assert result.returncode != 0
+  assert "Did you mean 'cartpole:swingup'" in result.stderr + result.stdout
+  assert not workdir.exists()
+  result = _launch(str(workdir), '--config=batch_size=0')
+  assert result.returncode != 0 and 'batch_size' in result.stderr
+  result = _launch(str(workdir), '--config=no_such_field=1')
+  assert result.returncode != 0 and 'no_such_field' in result.stderr
+  assert not workdir.exists()
