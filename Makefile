@@ -18,9 +18,11 @@ $(STAMP): requirements.lock setup.py
 	$(PY) -m pip install --no-deps -e .
 	touch $(STAMP)
 
-# A short WPO run (the main job).
+# The main job: a short local WPO run on a Control Suite task (output in runs/quickstart; run it
+# again to resume, or delete the folder to start afresh).
 run: setup
-	$(PY) -m experiments.demo_learner
+	$(PY) -m experiments.run_wpo --env=cartpole:swingup --preset=cpu --num_steps=20000 \
+	  --eval_every=5000 --eval_episodes=2 --workdir=runs/quickstart
 
 test: setup
 	$(PY) -m pytest

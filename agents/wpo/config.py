@@ -1,7 +1,7 @@
 """WPO agent configuration: one validated dataclass, plus named presets."""
 
 import dataclasses
-from typing import Any, Optional, Tuple
+from typing import Any, Tuple
 
 from wpo_jax import learning
 from wpo_jax import networks
@@ -13,26 +13,13 @@ def _check(condition: bool, field: str, allowed: str, value: Any) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class WPOConfig:
+class WPOConfig(learning.LearnerConfig):
   """Every knob of the WPO agent; defaults are the public reference launcher's.
 
-  Learner fields (num_action_samples … clip_critic_actions) mean what they mean in
-  `wpo_jax.learning.LearnerConfig`, which also validates them.
+  The learner's fields (num_action_samples, discount, target_update_period, learning_rate,
+  max_grad_norm, natural_gradient, kl_*, clip_critic_actions, action bounds) are inherited from
+  `wpo_jax.learning.LearnerConfig`, which documents and validates them.
   """
-  # Learner.
-  num_action_samples: int = 20
-  discount: float = 0.99
-  target_update_period: int = 100
-  learning_rate: float = 3e-4
-  max_grad_norm: Optional[float] = 40.0
-  natural_gradient: bool = True
-  kl_mode: str = 'fixed'
-  kl_weight_mean: float = 0.6931471805599453
-  kl_weight_stddev: float = 1e4
-  kl_epsilon_mean: float = 0.0025
-  kl_epsilon_stddev: float = 1e-6
-  init_log_dual: float = 0.0
-  clip_critic_actions: bool = True
   # Networks.
   policy_layers: Tuple[int, ...] = networks.DEFAULT_POLICY_LAYERS
   critic_layers: Tuple[int, ...] = networks.DEFAULT_CRITIC_LAYERS
@@ -52,6 +39,7 @@ class WPOConfig:
   variable_update_period: int = 1000
 
   def __post_init__(self):
+    super().__post_init__()
     object.__setattr__(self, 'policy_layers', tuple(self.policy_layers))
     object.__setattr__(self, 'critic_layers', tuple(self.critic_layers))
     _check(len(self.policy_layers) >= 1 and min(self.policy_layers) >= 1, 'policy_layers',
@@ -74,13 +62,13 @@ class WPOConfig:
     _check(self.prefetch_size >= 0, 'prefetch_size', 'an integer >= 0', self.prefetch_size)
     _check(self.variable_update_period >= 1, 'variable_update_period', 'an integer >= 1',
            self.variable_update_period)
-    try:
-      self.learner_config()
-    except ValueError as error:
-      raise ValueError(f'WPOConfig: {error}') from None
+    # Actors and environments (agents.environments) use the canonical [-1, 1] action box.
+    _check((self.action_minimum, self.action_maximum) == (-1.0, 1.0), 'action_minimum',
+           '-1 with action_maximum 1 (the canonical action box)',
+           (self.action_minimum, self.action_maximum))
 
   def learner_config(self) -> learning.LearnerConfig:
-    """The learner's share of this config (validated by LearnerConfig itself)."""
+    """The learner's share of this config."""
     names = {f.name for f in dataclasses.fields(learning.LearnerConfig)}
     return learning.LearnerConfig(
         **{k: v for k, v in dataclasses.asdict(self).items() if k in names})
