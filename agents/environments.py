@@ -230,3 +230,73 @@ class CanonicalActionWrapper(_Wrapper):
 
   def action_spec(self) -> specs.BoundedArray:
     return self._action_spec
+
+
+class CombinedEnvironment(dm_env.Environment):
+  """k environments stepped in lockstep as one: the paper's "combined humanoid stand".
+
+  Observation: a dict with each part's entries under `part<i>/<key>`. Action: the parts' actions
+  concatenated, [Σ A_i], split in order. Reward: the mean of the parts' rewards. Discount: the
+  product of the parts' discounts. The episode ends when any part ends (parts with equal time
+  limits end together).
+  """
+
+  def __init__(self, parts):
+    if not parts:
+      raise ValueError('CombinedEnvironment needs at least one environment.')
+    self._parts = tuple(parts)
+    action_specs = [p.action_spec() for p in self._parts]
+    self._splits = np.cumsum([int(np.prod(s.shape)) for s in action_specs])[:-1]
+    self._action_spec = specs.BoundedArray(
+        (int(sum(np.prod(s.shape) for s in action_specs)),), np.float64,
+        minimum=np.concatenate([np.broadcast_to(s.minimum, s.shape) for s in action_specs]),
+        maximum=np.concatenate([np.broadcast_to(s.maximum, s.shape) for s in action_specs]),
+        name='action')
+
+  def _merge(self, timesteps) -> dm_env.TimeStep:
+    observation = {f'part{i}/{key}': value for i, ts in enumerate(timesteps)
+                   for key, value in ts.observation.items()}
+    if timesteps[0].first():
+      return dm_env.restart(observation)
+    reward = float(np.mean([ts.reward for ts in timesteps]))
+    discount = float(np.prod([ts.discount for ts in timesteps]))
+    step_type = (dm_env.StepType.LAST if any(ts.last() for ts in timesteps)
+                 else dm_env.StepType.MID)
+    return dm_env.TimeStep(step_type, reward, discount, observation)
+
+  def reset(self) -> dm_env.TimeStep:
+    return self._merge([p.reset() for p in self._parts])
+
+  def step(self, action) -> dm_env.TimeStep:
+    actions = np.split(np.asarray(action), self._splits)
+    return self._merge([p.step(a) for p, a in zip(self._parts, actions)])
+
+  def observation_spec(self):
+    return {f'part{i}/{key}': spec for i, p in enumerate(self._parts)
+            for key, spec in p.observation_spec().items()}
+
+  def action_spec(self):
+    return self._action_spec
+
+  def reward_spec(self):
+    return specs.Array((), np.float64, name='reward')
+
+  def discount_spec(self):
+    return specs.BoundedArray((), np.float64, minimum=0.0, maximum=1.0, name='discount')
+
+
+def _combined_humanoid_stand(num_humanoids: int) -> TaskConstructor:
+
+  def constructor(seed: int) -> dm_env.Environment:
+    # Independent, reproducible streams for the parts.
+    seeds = np.random.SeedSequence(seed).generate_state(num_humanoids)
+    return CombinedEnvironment([
+        suite.load('humanoid', 'stand', task_kwargs={'random': int(s)}) for s in seeds])
+
+  return constructor
+
+
+# The paper's high-dimensional experiment: k humanoids at once, 21·k action dimensions.
+COMBINED_HUMANOID_COUNTS = (1, 3, 5)
+for _k in COMBINED_HUMANOID_COUNTS:
+  register_task(f'combined_humanoid:stand_{_k}', _combined_humanoid_stand(_k))
