@@ -2,7 +2,7 @@
 
 Layout under `directory`:
   manifest.json              the commit point: which learner file is current, and the counts
-  learner-<steps>.msgpack    TrainingState, flax msgpack
+  learner-<n>.msgpack        the learner's state (any pytree of arrays), flax msgpack; n counts saves
   replay/<timestamp>/        Reverb's own checkpoints (written by the server's checkpointer)
 
 Every file is written to a temporary name and renamed into place, and the manifest is renamed
@@ -71,11 +71,12 @@ class RunCheckpointer:
     """Writes a checkpoint and returns the learner file's path."""
     if replay_client is not None:
       replay_client.checkpoint()
-    steps = int(learner_state.steps)
-    learner_file = f'learner-{steps:010d}.msgpack'
+    previous = self._manifest()
+    sequence = previous['sequence'] + 1 if previous else 1
+    learner_file = f'learner-{sequence:010d}.msgpack'
     _atomic_write(os.path.join(self._directory, learner_file),
                   serialization.to_bytes(learner_state))
-    manifest = {'learner': learner_file, 'counts': dict(counts), 'learner_steps': steps}
+    manifest = {'learner': learner_file, 'counts': dict(counts), 'sequence': sequence}
     _atomic_write(os.path.join(self._directory, MANIFEST),
                   json.dumps(manifest, indent=1, default=float).encode())
     self._prune(learner_file)
@@ -83,13 +84,18 @@ class RunCheckpointer:
 
   def restore(self, template_state: Any) -> Optional[Restored]:
     """The last committed checkpoint, shaped like `template_state`; None when there is none."""
-    if not self.exists():
+    manifest = self._manifest()
+    if manifest is None:
       return None
-    with open(os.path.join(self._directory, MANIFEST)) as f:
-      manifest = json.load(f)
     with open(os.path.join(self._directory, manifest['learner']), 'rb') as f:
       state = serialization.from_bytes(template_state, f.read())
     return Restored(state, manifest['counts'])
+
+  def _manifest(self) -> Optional[Dict[str, Any]]:
+    if not self.exists():
+      return None
+    with open(os.path.join(self._directory, MANIFEST)) as f:
+      return json.load(f)
 
   def _prune(self, current_learner_file: str) -> None:
     learner_files = sorted(f for f in os.listdir(self._directory)

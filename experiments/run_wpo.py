@@ -15,25 +15,15 @@ import dataclasses  # pylint: disable=g-import-not-at-top,wrong-import-position
 import json
 import os
 import sys
-import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 from absl import app
 from absl import flags
-from absl import logging
-from acme import specs
-from acme.agents import agent as acme_agent
-from acme.environment_loop import EnvironmentLoop
-from acme.utils import counting
-from acme.utils import loggers
-import jax
-import reverb
-import tqdm
 
-from agents import checkpointing
+from agents import baselines
 from agents import environments
 from agents import wpo
-from experiments import plots
+from experiments import training
 
 _ENV = flags.DEFINE_string('env', 'cartpole:swingup', 'Control Suite task, domain:task.')
 _NUM_STEPS = flags.DEFINE_integer('num_steps', 100_000, 'Environment steps to train for.')
@@ -49,10 +39,6 @@ _CHECKPOINT_MINUTES = flags.DEFINE_float('checkpoint_every_minutes', 5.0,
                                          'Wall-clock minutes between checkpoints.')
 _VIDEO = flags.DEFINE_bool('video', True, 'Render one evaluation episode to MP4 at the end.')
 _PROGRESS = flags.DEFINE_bool('progress', True, 'Show a progress bar on the terminal.')
-
-COUNT_KEYS = ('actor_steps', 'actor_episodes', 'learner_steps', 'learner_walltime',
-              'evaluator_steps', 'evaluator_episodes')
-
 
 class UsageError(ValueError):
   """Bad command-line input, detected before any work starts."""
@@ -138,172 +124,35 @@ def check_or_write_settings(workdir: str, settings: Dict[str, Any]) -> bool:
   return False
 
 
-def make_logger(workdir: str, label: str, time_delta: float = 0.0) -> loggers.Logger:
-  """Acme CSV (logs/<label>/logs.csv, flushed every row) + TensorBoard, optionally throttled."""
-  # Imported here: the TensorBoard writer pulls in TensorFlow's summary ops.
-  from acme.utils.loggers import tf_summary  # pylint: disable=g-import-not-at-top
-  logger = loggers.Dispatcher([
-      loggers.CSVLogger(workdir, label=label, add_uid=False, flush_every=1),
-      tf_summary.TFSummaryLogger(os.path.join(workdir, 'tensorboard'), label=label),
-  ], serialize_fn=loggers.to_numpy)
-  logger = loggers.NoneFilter(logger)
-  if time_delta > 0:
-    logger = loggers.TimeFilter(logger, time_delta)
-  return logger
-
-
-class _ProgressLogger(loggers.Logger):
-  """Forwards episode logs and advances a terminal progress bar with the latest returns."""
-
-  def __init__(self, inner: loggers.Logger, bar: Optional[tqdm.tqdm], counter, label: str):
-    self._inner, self._bar, self._counter, self._label = inner, bar, counter, label
-
-  def write(self, data):
-    self._inner.write(data)
-    if self._bar is None:
-      return
-    if self._label == 'actor':
-      self._bar.n = int(data.get('actor_steps', self._bar.n))
-      self._bar.set_postfix_str(
-          f'return {float(data["episode_return"]):.1f} '
-          f'sgd {self._counter.get_counts().get("learner_steps", 0)}', refresh=False)
-      self._bar.refresh()
-    else:
-      self._bar.write(f'evaluation at {int(data.get("actor_steps", 0))} steps: return '
-                      f'{float(data["episode_return"]):.1f}')
-
-  def close(self):
-    self._inner.close()
-
-
 def main(argv):
   del argv
   try:
     config = validate_flags()
     workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))
-    resuming = check_or_write_settings(workdir, run_settings(config))
+    check_or_write_settings(workdir, run_settings(config))
   except UsageError as error:
     sys.exit(f'error: {error}')
-  run_local(config, workdir, resuming)
+  run_local(config, workdir)
 
 
-def single_process_replay(config: wpo.WPOConfig) -> wpo.WPOConfig:
-  """Replay settings for an actor and a learner that share one thread.
-
-  Reverb's rate limiter must never block there: a blocked insert or sample would wait for the
-  very thread it blocks. As in Acme's local agents, the table admits sampling from one item with
-  unbounded slack, and `acme.agents.agent.Agent` enforces min_replay_size and samples_per_insert
-  by counting observations instead.
-  """
-  return dataclasses.replace(config, min_replay_size=1,
-                             samples_per_insert_tolerance_rate=float('inf'))
+def _schedule() -> training.Schedule:
+  return training.Schedule(num_steps=_NUM_STEPS.value, eval_every=_EVAL_EVERY.value,
+                           eval_episodes=_EVAL_EPISODES.value,
+                           checkpoint_every_minutes=_CHECKPOINT_MINUTES.value,
+                           progress=_PROGRESS.value, video=_VIDEO.value)
 
 
-def run_local(config: wpo.WPOConfig, workdir: str, resuming: bool) -> None:
-  seed = _SEED.value
-  environment = environments.make_environment(_ENV.value, seed)
-  eval_environment = environments.make_environment(_ENV.value, seed + 1_000_003)
-  spec = specs.make_environment_spec(environment)
-  networks = wpo.make_networks(spec, config)
-  builder = wpo.WPOBuilder(single_process_replay(config),
-                           logger_fn=lambda: make_logger(workdir, 'learner', 1.0))
-  checkpointer = checkpointing.RunCheckpointer(os.path.join(workdir, 'checkpoints'))
-
-  # Reverb listens on every interface (it has no bind option); this process reaches it over
-  # loopback. The server reloads the newest replay checkpoint in the directory on start.
-  server = reverb.Server(builder.make_replay_tables(spec), port=None,
-                         checkpointer=checkpointer.replay_checkpointer())
-  client = reverb.Client(f'localhost:{server.port}')
-
-  counter = counting.Counter()
-  counter.increment(**{k: 0 for k in COUNT_KEYS})  # Stable CSV columns from the first row.
-  key = jax.random.PRNGKey(seed)
-  learner_key, actor_key, eval_key = jax.random.split(key, 3)
-  learner = builder.make_learner(learner_key, networks, builder.make_dataset_iterator(client),
-                                 counter=counting.Counter(counter, 'learner', time_delta=0.))
-  restored = checkpointer.restore(learner.save())
-  if restored is not None:
-    learner.restore(restored.learner_state)
-    counter.restore({'counts': dict(restored.counts), 'cache': {}})
-    logging.info('Resumed from %s at %s.', checkpointer.replay_directory, restored.counts)
-  elif resuming:
-    logging.info('No checkpoint in %s yet: starting from scratch.', workdir)
-
-  replay_size = int(client.server_info()[config.replay_table_name].current_size)
-  actor = builder.make_actor(actor_key, wpo.make_policy(networks, evaluation=False),
-                             builder.make_adder(client), variable_source=learner)
-  agent = acme_agent.Agent(
-      actor, learner,
-      # A restored replay is already warm: learning continues at once.
-      min_observations=max(0, config.min_replay_size - replay_size),
-      observations_per_step=(config.batch_size * config.num_sgd_steps_per_step /
-                             config.samples_per_insert))
-  evaluator = builder.make_actor(eval_key, wpo.make_policy(networks, evaluation=True),
-                                 variable_source=learner)
-
-  start_steps = int(counter.get_counts()['actor_steps'])
-  bar = tqdm.tqdm(total=_NUM_STEPS.value, initial=start_steps, unit='step', smoothing=0.1,
-                  dynamic_ncols=True, disable=not _PROGRESS.value)
-  train_loop = EnvironmentLoop(
-      environment, agent, counter=counting.Counter(counter, 'actor', time_delta=0.),
-      logger=_ProgressLogger(make_logger(workdir, 'actor'), bar, counter, 'actor'))
-  eval_loop = EnvironmentLoop(
-      eval_environment, evaluator, counter=counting.Counter(counter, 'evaluator', time_delta=0.),
-      logger=_ProgressLogger(make_logger(workdir, 'evaluator'), bar, counter, 'evaluator'))
-  curve_path = os.path.join(workdir, 'learning_curve.png')
-  evaluator_csv = os.path.join(workdir, 'logs', 'evaluator', 'logs.csv')
-
-  def evaluate():
-    eval_loop.run(num_episodes=_EVAL_EPISODES.value)
-    plots.plot_learning_curve(evaluator_csv, curve_path, f'WPO on {_ENV.value}')
-
-  def checkpoint():
-    path = checkpointer.save(learner.save(), counter.get_counts(), client)
-    logging.info('Checkpoint %s', path)
-
-  steps = start_steps
-  if steps == 0:
-    evaluate()  # The untrained policy: the curve's starting point.
-  last_checkpoint = time.time()
+def run_local(config: wpo.WPOConfig, workdir: str) -> None:
   try:
-    while steps < _NUM_STEPS.value:
-      next_eval = (steps // _EVAL_EVERY.value + 1) * _EVAL_EVERY.value
-      train_loop.run(num_steps=min(next_eval, _NUM_STEPS.value) - steps)
-      steps = int(counter.get_counts()['actor_steps'])
-      evaluate()
-      if time.time() - last_checkpoint > 60 * _CHECKPOINT_MINUTES.value:
-        checkpoint()
-        last_checkpoint = time.time()
+    summary = training.train(
+        lambda spec, logger_fn: baselines.wpo_agent_parts(config, spec, logger_fn),
+        _ENV.value, _SEED.value, workdir, _schedule(), title=f'WPO on {_ENV.value}')
   except wpo.NonFiniteLossError as error:
-    bar.close()
-    sys.exit(f'error: {error}\nThe last good checkpoint in {checkpointer.directory} '
-             'was left in place; fix the cause and re-run with the same --workdir to resume.')
+    sys.exit(f'error: {error}\nThe last good checkpoint in {workdir}/checkpoints was left in '
+             'place; fix the cause and re-run with the same --workdir to resume.')
   except KeyboardInterrupt:
-    bar.close()
-    checkpoint()
     sys.exit(f'Interrupted: checkpoint written; re-run with --workdir={workdir} to resume.')
-  bar.close()
-  checkpoint()
-  if _VIDEO.value:
-    _record_video(workdir, networks, learner)
-  print(json.dumps({'env': _ENV.value, 'seed': seed, 'actor_steps': steps,
-                    'learner_steps': learner.steps, 'workdir': workdir}))
-
-
-def _record_video(workdir: str, networks: wpo.WPONetworks, learner: wpo.WPOLearner) -> None:
-  ok, message = video.renderer_status()
-  if not ok:
-    print(f'No evaluation video: {message}')
-    return
-  policy = jax.jit(wpo.make_policy(networks, evaluation=True))
-  params = learner.get_variables(['policy'])[0]
-  key = jax.random.PRNGKey(0)
-  path = os.path.join(workdir, 'evaluation.mp4')
-  environment = environments.make_environment(_ENV.value, _SEED.value + 2_000_003)
-  frames = video.record_episode(
-      environment, lambda observation: jax.device_get(policy(params, key, observation[None]))[0],
-      path)
-  print(f'Evaluation video: {path} ({frames} frames)')
+  print(json.dumps({'env': _ENV.value, 'seed': _SEED.value, **summary}))
 
 
 if __name__ == '__main__':

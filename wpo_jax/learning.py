@@ -4,6 +4,8 @@ One step, for a batch of (n-step) transitions (s, a, R, D, s'):
   critic:  ½ (R + γ·D·mean_i Q̄(s', a'_i) − Q(s, a))²,   a'_i ~ π̄(·|s'), i = 1..N
   policy:  WPO surrogate at s with a_i ~ π(·|s) and ∇aQ(s, a_i) from the online critic, both held
            constant, through the preconditioned policy; plus the decoupled KL to π̄(·|s).
+The policy may be any distribution of `wpo_jax.distributions` (Gaussian, tanh-Gaussian,
+Gaussian mixture): each brings its own preconditioner and decoupled KL.
 Target networks (π̄, Q̄) are hard copies of the online ones, refreshed every
 `target_update_period` steps.
 """
@@ -72,8 +74,11 @@ class LearnerConfig:
   learning_rate: Adam step size for policy, critic and duals.
   max_grad_norm: clip each of the policy, critic and dual gradients to this global norm;
     None disables clipping.
-  natural_gradient: precondition the policy (σ² / σ²/2 for a Gaussian); False gives the plain
-    WPO gradient.
+  natural_gradient: precondition the policy; False gives the plain WPO gradient.
+  fisher_damping: with natural_gradient, None uses each distribution's closed-form
+    preconditioner (`preconditioned()`: σ² / σ²/2 for a Gaussian); a value λ > 0 instead solves
+    with the damped Monte-Carlo Fisher (F̂ + λI) of the distribution's own parameters per state,
+    estimated from the N sampled actions (`losses.fisher_preconditioned`; small policies only).
   kl_mode: 'fixed' (soft penalty with kl_weight_*) or 'lagrange' (duals with kl_epsilon_*).
   kl_weight_mean, kl_weight_stddev: penalty weights in 'fixed' mode (reference: softplus(0), 1e4).
   kl_epsilon_mean, kl_epsilon_stddev: per-dimension KL bounds in 'lagrange' mode.
@@ -88,6 +93,7 @@ class LearnerConfig:
   learning_rate: float = 3e-4
   max_grad_norm: Optional[float] = 40.0
   natural_gradient: bool = True
+  fisher_damping: Optional[float] = None
   kl_mode: str = 'fixed'
   kl_weight_mean: float = 0.6931471805599453  # softplus(0)
   kl_weight_stddev: float = 1e4
@@ -107,6 +113,8 @@ class LearnerConfig:
     _check(self.learning_rate > 0.0, 'learning_rate', '> 0', self.learning_rate)
     _check(self.max_grad_norm is None or self.max_grad_norm > 0.0, 'max_grad_norm',
            '> 0 or None', self.max_grad_norm)
+    _check(self.fisher_damping is None or self.fisher_damping > 0.0, 'fisher_damping',
+           '> 0 or None', self.fisher_damping)
     _check(self.kl_mode in KL_MODES, 'kl_mode', f'one of {KL_MODES}', self.kl_mode)
     _check(self.kl_weight_mean >= 0.0, 'kl_weight_mean', '>= 0', self.kl_weight_mean)
     _check(self.kl_weight_stddev >= 0.0, 'kl_weight_stddev', '>= 0', self.kl_weight_stddev)
@@ -192,13 +200,17 @@ def make_learner(networks: networks_lib.WPONetworks, action_dim: int,
     actions = jax.lax.stop_gradient(policy.sample(policy_key, num_samples))  # [N, B, D]
     critic_params = jax.lax.stop_gradient(params.critic)
     dq_da = jax.grad(lambda a: jnp.sum(q_value(critic_params, batch.observation, a)))(actions)
-    moved = policy.preconditioned() if config.natural_gradient else policy
+    if not config.natural_gradient:
+      moved = policy
+    elif config.fisher_damping is None:
+      moved = policy.preconditioned()
+    else:
+      moved = losses.fisher_preconditioned(policy, actions, config.fisher_damping)
     wpo_loss = losses.wpo_surrogate(moved.log_prob, actions, dq_da)
 
     # KL to the target policy, through the unpreconditioned parameters.
     target_policy = networks.policy.apply(target_params.policy, batch.observation)
-    kl = losses.decoupled_gaussian_kl(target_policy.mean, target_policy.stddev,
-                                      policy.mean, policy.stddev)
+    kl = policy.kl_from(target_policy)
     if config.kl_mode == 'fixed':
       penalty = losses.fixed_kl_penalty(kl, config.kl_weight_mean, config.kl_weight_stddev)
     else:

@@ -1,12 +1,13 @@
-"""WPO losses: the Wasserstein policy surrogate, Gaussian preconditioning, KL to the target, critic.
+"""WPO losses: the Wasserstein policy surrogate, preconditioning, KL to the target, critic.
 
 Every function here is pure and shape-polymorphic over leading axes. Shapes in docstrings use
 `D` for the action dimension, `N` for action samples per state and `B` for the batch.
 """
 
-from typing import Callable, NamedTuple, Tuple
+from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 
 
@@ -48,21 +49,92 @@ def scale_gradient(x: jax.Array, scale: jax.Array) -> jax.Array:
 
 
 def gaussian_natural_gradient_scaling(
-    mean: jax.Array, stddev: jax.Array) -> Tuple[jax.Array, jax.Array]:
+    mean: jax.Array, stddev: jax.Array,
+    weight: Optional[jax.Array] = None) -> Tuple[jax.Array, jax.Array]:
   """Approximate Fisher preconditioning of a diagonal Gaussian's (μ, σ).
 
   The Fisher matrix of N(μ, σ²) in (μ, σ) is diag(1/σ², 2/σ²), so its inverse rescales the
   gradient flowing through μ by σ² and through σ by σ²/2. Forward values are unchanged.
 
+  A mixture component chosen with probability w carries w times that Fisher in the joint
+  (component, action) distribution, so `weight` divides both scales by w.
+
   Args:
     mean: [..., D].
     stddev: [..., D], positive.
+    weight: optional [..., 1] (or broadcastable) positive component weights; None means 1.
 
   Returns:
     (mean, stddev) with identical values and rescaled backward passes.
   """
   variance = jnp.square(stddev)
+  if weight is not None:
+    variance = variance / weight
   return scale_gradient(mean, variance), scale_gradient(stddev, 0.5 * variance)
+
+
+def precondition_gradient(x: jax.Array, matrix: jax.Array) -> jax.Array:
+  """Identity in the forward pass; the incoming gradient g of x [..., P] becomes matrix·g.
+
+  The matrix generalisation of `scale_gradient`: x − stop_gradient(x) is zero in the forward
+  pass, so the output equals x exactly, and its Jacobian with respect to x is `matrix`ᵀ.
+
+  Args:
+    x: [..., P].
+    matrix: [..., P, P] symmetric, held constant.
+  """
+  matrix = jax.lax.stop_gradient(matrix)
+  sg_x = jax.lax.stop_gradient(x)
+  return sg_x + jnp.einsum('...p,...pq->...q', x - sg_x, matrix)
+
+
+def monte_carlo_fisher(distribution: Any, actions: jax.Array) -> jax.Array:
+  """Monte-Carlo Fisher matrix of one state's policy over its own parameters.
+
+      F̂ = mean_i ∇φ log π_φ(a_i) ∇φ log π_φ(a_i)ᵀ,   a_i ~ π_φ,
+
+  where φ are all leaves of `distribution` flattened in `jax.flatten_util.ravel_pytree` order
+  (e.g. (μ, σ) for a diagonal Gaussian: exactly diag(1/σ², 2/σ²) in expectation). No gradient
+  flows through F̂.
+
+  Args:
+    distribution: a distribution pytree for one state (leaves without batch axes) with
+      `log_prob(actions [D]) -> []`.
+    actions: [N, D] samples from `distribution`.
+
+  Returns:
+    [P, P] with P the number of distribution parameters.
+  """
+  flat, unravel = jax.flatten_util.ravel_pytree(jax.lax.stop_gradient(distribution))
+  score = jax.grad(lambda params, action: unravel(params).log_prob(action))
+  scores = jax.vmap(score, in_axes=(None, 0))(flat, jax.lax.stop_gradient(actions))  # [N, P]
+  return scores.T @ scores / actions.shape[0]
+
+
+def fisher_preconditioned(distribution: Any, actions: jax.Array, damping: float) -> Any:
+  """The distribution with the gradient of each state's parameters multiplied by (F̂ + λI)⁻¹.
+
+  A sample-based alternative to each distribution's closed-form `preconditioned()`: per state,
+  F̂ is `monte_carlo_fisher` from the given actions. Forward values are unchanged. It costs a
+  P×P solve per state, so it suits small policies; F̂ has rank ≤ N, so with P > N the damping λ
+  alone sets the step in the directions the samples do not cover.
+
+  Args:
+    distribution: a distribution pytree whose leaves carry one leading batch axis [B, ...].
+    actions: [N, B, D] samples from `distribution`.
+    damping: λ > 0, added to the Fisher's diagonal.
+
+  Returns:
+    A distribution of the same type and shapes.
+  """
+
+  def per_state(state_distribution, state_actions):
+    fisher = monte_carlo_fisher(state_distribution, state_actions)
+    inverse = jnp.linalg.inv(fisher + damping * jnp.eye(fisher.shape[0], dtype=fisher.dtype))
+    flat, unravel = jax.flatten_util.ravel_pytree(state_distribution)
+    return unravel(precondition_gradient(flat, inverse))
+
+  return jax.vmap(per_state, in_axes=(0, 1))(distribution, actions)
 
 
 class DecoupledKL(NamedTuple):
@@ -92,6 +164,21 @@ def decoupled_gaussian_kl(target_mean: jax.Array, target_stddev: jax.Array,
   variance_ratio = jnp.square(target_stddev / online_stddev)
   kl_stddev = 0.5 * (variance_ratio - 1.0 - jnp.log(variance_ratio))
   return DecoupledKL(mean=kl_mean, stddev=kl_stddev)
+
+
+def categorical_kl(target_logits: jax.Array, online_logits: jax.Array) -> jax.Array:
+  """KL(Cat(softmax(target_logits)) ‖ Cat(softmax(online_logits))) over the last axis.
+
+  Args:
+    target_logits, online_logits: [..., K]; the target side is held constant.
+
+  Returns:
+    [...] non-negative KL values.
+  """
+  target_log_weights = jax.nn.log_softmax(jax.lax.stop_gradient(target_logits), axis=-1)
+  online_log_weights = jax.nn.log_softmax(online_logits, axis=-1)
+  return jnp.sum(jnp.exp(target_log_weights) * (target_log_weights - online_log_weights),
+                 axis=-1)
 
 
 class KLPenalty(NamedTuple):

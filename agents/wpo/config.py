@@ -20,7 +20,10 @@ class WPOConfig(learning.LearnerConfig):
   max_grad_norm, natural_gradient, kl_*, clip_critic_actions, action bounds) are inherited from
   `wpo_jax.learning.LearnerConfig`, which documents and validates them.
   """
-  # Networks.
+  # Networks. policy: the policy head, one of wpo_jax.networks.POLICIES ('gaussian',
+  # 'mixture', 'tanh_gaussian'); num_components: K, the mixture's number of Gaussians.
+  policy: str = 'gaussian'
+  num_components: int = 2
   policy_layers: Tuple[int, ...] = networks.DEFAULT_POLICY_LAYERS
   critic_layers: Tuple[int, ...] = networks.DEFAULT_CRITIC_LAYERS
   init_scale: float = 0.5
@@ -42,6 +45,9 @@ class WPOConfig(learning.LearnerConfig):
     super().__post_init__()
     object.__setattr__(self, 'policy_layers', tuple(self.policy_layers))
     object.__setattr__(self, 'critic_layers', tuple(self.critic_layers))
+    _check(self.policy in networks.POLICIES, 'policy', f'one of {networks.POLICIES}',
+           self.policy)
+    _check(self.num_components >= 1, 'num_components', 'an integer >= 1', self.num_components)
     _check(len(self.policy_layers) >= 1 and min(self.policy_layers) >= 1, 'policy_layers',
            'a non-empty tuple of positive layer sizes', self.policy_layers)
     _check(len(self.critic_layers) >= 1 and min(self.critic_layers) >= 1, 'critic_layers',

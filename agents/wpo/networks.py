@@ -40,13 +40,17 @@ def make_networks(environment_spec: specs.EnvironmentSpec,
   return WPONetworks(
       networks=networks_lib.make_networks(action_dim, config.policy_layers,
                                           config.critic_layers, config.init_scale,
-                                          config.min_scale),
+                                          config.min_scale, config.policy,
+                                          config.num_components),
       observation_dim=observation_dim,
       action_dim=action_dim)
 
 
 def make_policy(networks: WPONetworks, evaluation: bool) -> Policy:
-  """A sample from π(·|s) for training actors; its mode (the mean) for evaluation.
+  """A sample from π(·|s) for training actors; its mode for evaluation.
+
+  The mode is the mean for a Gaussian, tanh(μ) for a tanh-Gaussian and the mean of the most
+  probable component for a mixture (`wpo_jax.distributions`).
 
   Actions are clipped to the [-1, 1] box: the environment would clip them anyway, and replay
   then holds the actions that were executed.
