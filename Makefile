@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-slow bench clean
+.PHONY: setup run test test-slow test-core-latest bench clean
 
 setup: $(STAMP)
 
@@ -31,8 +31,17 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -m slow
 
+# The pure core on the newest JAX/Flax/Optax/chex from PyPI (no TensorFlow stack), with
+# deprecations as errors: the core must keep running on current JAX.
+LATEST := .venv-latest
+test-core-latest:
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --upgrade jax flax optax chex pytest absl-py
+	PYTHONPATH=. $(LATEST)/bin/python -W error::DeprecationWarning -m pytest -c /dev/null -q \
+	  tests/test_losses.py tests/test_learning.py tests/test_purity.py
+
 bench: setup
 	$(PY) -m experiments.bench_learner
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(LATEST)

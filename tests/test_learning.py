@@ -4,7 +4,6 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from absl.testing import parameterized
 
@@ -131,7 +130,7 @@ class StepTest(parameterized.TestCase):
       new_state, metrics = jax.jit(learner.sgd_step)(state, batch)
       delta = jax.tree_util.tree_map(lambda a, b: a - b, new_state.params.policy,
                                      state.params.policy)
-      return float(optax.global_norm(delta)), metrics
+      return float(learning.global_norm(delta)), metrics
 
     unclipped, metrics = policy_change(None)
     # Clipped to 1e-12 the gradient is far below Adam's ε, so the update all but vanishes.

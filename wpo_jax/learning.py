@@ -124,9 +124,14 @@ class LearnerConfig:
            f'< action_maximum ({self.action_maximum})', self.action_minimum)
 
 
+def global_norm(tree: Params) -> jax.Array:
+  """√(Σ x²) over every leaf (optax renamed its version across releases)."""
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(tree)))
+
+
 def _clip_by_global_norm(grads: Params, max_norm: Optional[float]) -> Tuple[Params, jax.Array]:
   """Returns the (clipped) gradients and their norm before clipping."""
-  norm = optax.global_norm(grads)
+  norm = global_norm(grads)
   if max_norm is None:
     return grads, norm
   scale = jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-12))
