@@ -54,7 +54,7 @@ class TrainingState(NamedTuple):
   params: WPOParams
   target_params: WPOParams
   opt_state: optax.OptState
-  dual_params: KLDuals
+  dual_params: Params  # KLDuals for WPO; a PolicyImprovement's own parameters otherwise.
   steps: jax.Array  # int32 scalar: SGD steps taken.
   key: jax.Array  # PRNG key; split afresh on every step.
 
@@ -80,8 +80,12 @@ class LearnerConfig:
     with the damped Monte-Carlo Fisher (F̂ + λI) of the distribution's own parameters per state,
     estimated from the N sampled actions (`losses.fisher_preconditioned`; small policies only).
   kl_mode: 'fixed' (soft penalty with kl_weight_*) or 'lagrange' (duals with kl_epsilon_*).
-  kl_weight_mean, kl_weight_stddev: penalty weights in 'fixed' mode (reference: softplus(0), 1e4).
+  kl_weight_mean, kl_weight_stddev: penalty weights in 'fixed' mode. The reference uses
+    softplus(0) and 1e4 against a WPO term summed over its N=20 samples; our surrogate averages
+    over the samples (so the balance does not depend on N), hence the reference weights / 20.
   kl_epsilon_mean, kl_epsilon_stddev: per-dimension KL bounds in 'lagrange' mode.
+  dual_learning_rate: Adam step size for the dual parameters (Lagrange multipliers, or a
+    replacement policy-improvement step's own parameters); Acme's MPO default.
   init_log_dual: initial unconstrained dual value in 'lagrange' mode.
   clip_critic_actions: clip actions to [action_minimum, action_maximum] at the critic input.
     ∇aQ is then zero for sampled actions outside the box, which stops the policy from pushing
@@ -95,8 +99,9 @@ class LearnerConfig:
   natural_gradient: bool = True
   fisher_damping: Optional[float] = None
   kl_mode: str = 'fixed'
-  kl_weight_mean: float = 0.6931471805599453  # softplus(0)
-  kl_weight_stddev: float = 1e4
+  kl_weight_mean: float = 0.6931471805599453 / 20  # softplus(0) / N_reference
+  kl_weight_stddev: float = 1e4 / 20
+  dual_learning_rate: float = 1e-2
   kl_epsilon_mean: float = 0.0025
   kl_epsilon_stddev: float = 1e-6
   init_log_dual: float = 0.0
@@ -111,6 +116,7 @@ class LearnerConfig:
     _check(self.target_update_period >= 1, 'target_update_period', 'an integer >= 1',
            self.target_update_period)
     _check(self.learning_rate > 0.0, 'learning_rate', '> 0', self.learning_rate)
+    _check(self.dual_learning_rate > 0.0, 'dual_learning_rate', '> 0', self.dual_learning_rate)
     _check(self.max_grad_norm is None or self.max_grad_norm > 0.0, 'max_grad_norm',
            '> 0 or None', self.max_grad_norm)
     _check(self.fisher_damping is None or self.fisher_damping > 0.0, 'fisher_damping',
@@ -143,6 +149,19 @@ def _periodic_copy(online: Params, target: Params, steps: jax.Array, period: int
   return jax.tree_util.tree_map(lambda o, t: jnp.where(copy, o, t), online, target)
 
 
+class PolicyImprovement(NamedTuple):
+  """A policy-improvement step to use instead of WPO's, behind the same critic and optimiser.
+
+  init(action_dim) -> its own trainable parameters (e.g. MPO's duals), kept in
+    `TrainingState.dual_params`.
+  loss(params, policy, target_policy, q_fn, key) -> (scalar loss, metrics): `policy` and
+    `target_policy` are the distributions at the batch's states ([B, D] fields), and
+    q_fn(actions [N, B, D]) -> [N, B] scores actions with the online critic, held constant.
+  """
+  init: Callable[[int], Params]
+  loss: Callable[..., Tuple[jax.Array, Metrics]]
+
+
 class Learner(NamedTuple):
   """Pure functions of one WPO learner (optax style: build once, call anywhere).
 
@@ -155,9 +174,15 @@ class Learner(NamedTuple):
 
 
 def make_learner(networks: networks_lib.WPONetworks, action_dim: int,
-                 config: LearnerConfig = LearnerConfig()) -> Learner:
-  """Builds the init and SGD-step functions for `networks` acting in a D=`action_dim` box."""
+                 config: LearnerConfig = LearnerConfig(),
+                 policy_improvement: Optional[PolicyImprovement] = None) -> Learner:
+  """Builds the init and SGD-step functions for `networks` acting in a D=`action_dim` box.
+
+  With `policy_improvement` the WPO term and its KL penalty are replaced by that step (e.g. MPO
+  for a like-for-like baseline); the critic, targets, optimiser and data are unchanged.
+  """
   optimizer = optax.adam(config.learning_rate)
+  dual_optimizer = optax.adam(config.dual_learning_rate)
   num_samples = config.num_action_samples
 
   def critic_input(actions):
@@ -175,14 +200,17 @@ def make_learner(networks: networks_lib.WPONetworks, action_dim: int,
     params = WPOParams(
         policy=networks.policy.init(policy_key, observation),
         critic=networks.critic.init(critic_key, observation, action))
-    dual_params = KLDuals(
-        log_mean=jnp.full((action_dim,), config.init_log_dual, jnp.float32),
-        log_stddev=jnp.full((action_dim,), config.init_log_dual, jnp.float32))
+    if policy_improvement is None:
+      dual_params = KLDuals(
+          log_mean=jnp.full((action_dim,), config.init_log_dual, jnp.float32),
+          log_stddev=jnp.full((action_dim,), config.init_log_dual, jnp.float32))
+    else:
+      dual_params = policy_improvement.init(action_dim)
     return TrainingState(
         params=params,
         # Distinct buffers, so callers may donate the state to a jitted step.
         target_params=jax.tree_util.tree_map(jnp.copy, params),
-        opt_state=optimizer.init((params, dual_params)),
+        opt_state=(optimizer.init(params), dual_optimizer.init(dual_params)),
         dual_params=dual_params,
         steps=jnp.zeros((), jnp.int32),
         key=state_key)
@@ -200,10 +228,25 @@ def make_learner(networks: networks_lib.WPONetworks, action_dim: int,
                                               config.discount * batch.discount, q_t)
     critic_loss = 0.5 * jnp.mean(jnp.square(td_error))
 
-    # Policy: WPO surrogate with actions and ∇aQ held constant.
     policy = networks.policy.apply(params.policy, batch.observation)
-    actions = jax.lax.stop_gradient(policy.sample(policy_key, num_samples))  # [N, B, D]
+    target_policy = networks.policy.apply(target_params.policy, batch.observation)
     critic_params = jax.lax.stop_gradient(params.critic)
+    metrics = {
+        'critic_loss': critic_loss,
+        'q_mean': jnp.mean(q_tm1),
+        'td_error_abs': jnp.mean(jnp.abs(td_error)),
+        'policy_stddev_mean': jnp.mean(policy.stddev),
+        'policy_stddev_min': jnp.min(policy.stddev),
+        'policy_stddev_max': jnp.max(policy.stddev),
+    }
+    if policy_improvement is not None:
+      policy_loss, improvement_metrics = policy_improvement.loss(
+          dual_params, policy, target_policy,
+          lambda a: q_value(critic_params, batch.observation, a), policy_key)
+      return critic_loss + policy_loss, {**metrics, **improvement_metrics}
+
+    # Policy: WPO surrogate with actions and ∇aQ held constant.
+    actions = jax.lax.stop_gradient(policy.sample(policy_key, num_samples))  # [N, B, D]
     dq_da = jax.grad(lambda a: jnp.sum(q_value(critic_params, batch.observation, a)))(actions)
     if not config.natural_gradient:
       moved = policy
@@ -214,7 +257,6 @@ def make_learner(networks: networks_lib.WPONetworks, action_dim: int,
     wpo_loss = losses.wpo_surrogate(moved.log_prob, actions, dq_da)
 
     # KL to the target policy, through the unpreconditioned parameters.
-    target_policy = networks.policy.apply(target_params.policy, batch.observation)
     kl = policy.kl_from(target_policy)
     if config.kl_mode == 'fixed':
       penalty = losses.fixed_kl_penalty(kl, config.kl_weight_mean, config.kl_weight_stddev)
@@ -222,23 +264,15 @@ def make_learner(networks: networks_lib.WPONetworks, action_dim: int,
       penalty = losses.lagrangian_kl_penalty(kl, dual_params.log_mean, dual_params.log_stddev,
                                              config.kl_epsilon_mean, config.kl_epsilon_stddev)
 
-    loss = critic_loss + wpo_loss + penalty.loss
-    metrics = {
-        'critic_loss': critic_loss,
-        'wpo_loss': wpo_loss,
-        'kl_penalty': penalty.loss,
-        'kl_mean': jnp.mean(jnp.sum(kl.mean, axis=-1)),
-        'kl_stddev': jnp.mean(jnp.sum(kl.stddev, axis=-1)),
-        'kl_weight_mean': jnp.mean(penalty.weight_mean),
-        'kl_weight_stddev': jnp.mean(penalty.weight_stddev),
-        'q_mean': jnp.mean(q_tm1),
-        'td_error_abs': jnp.mean(jnp.abs(td_error)),
-        'dq_da_norm': jnp.mean(jnp.linalg.norm(dq_da, axis=-1)),
-        'policy_stddev_mean': jnp.mean(policy.stddev),
-        'policy_stddev_min': jnp.min(policy.stddev),
-        'policy_stddev_max': jnp.max(policy.stddev),
-    }
-    return loss, metrics
+    metrics.update(
+        wpo_loss=wpo_loss,
+        kl_penalty=penalty.loss,
+        kl_mean=jnp.mean(jnp.sum(kl.mean, axis=-1)),
+        kl_stddev=jnp.mean(jnp.sum(kl.stddev, axis=-1)),
+        kl_weight_mean=jnp.mean(penalty.weight_mean),
+        kl_weight_stddev=jnp.mean(penalty.weight_stddev),
+        dq_da_norm=jnp.mean(jnp.linalg.norm(dq_da, axis=-1)))
+    return critic_loss + wpo_loss + penalty.loss, metrics
 
   def sgd_step(state: TrainingState, batch: Transition) -> Tuple[TrainingState, Metrics]:
     key, step_key = jax.random.split(state.key)
@@ -251,8 +285,13 @@ def make_learner(networks: networks_lib.WPONetworks, action_dim: int,
     dual_grads, _ = _clip_by_global_norm(dual_grads, config.max_grad_norm)
     grads = (WPOParams(policy_grads, critic_grads), dual_grads)
 
-    updates, opt_state = optimizer.update(grads, state.opt_state, trainable)
-    params, dual_params = optax.apply_updates(trainable, updates)
+    params_opt_state, dual_opt_state = state.opt_state
+    updates, params_opt_state = optimizer.update(grads[0], params_opt_state, state.params)
+    dual_updates, dual_opt_state = dual_optimizer.update(grads[1], dual_opt_state,
+                                                         state.dual_params)
+    params = optax.apply_updates(state.params, updates)
+    dual_params = optax.apply_updates(state.dual_params, dual_updates)
+    opt_state = (params_opt_state, dual_opt_state)
     steps = state.steps + 1
     target_params = _periodic_copy(params, state.target_params, steps,
                                    config.target_update_period)

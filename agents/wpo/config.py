@@ -12,6 +12,9 @@ def _check(condition: bool, field: str, allowed: str, value: Any) -> None:
     raise ValueError(f'WPOConfig.{field}={value!r} is invalid: it must be {allowed}.')
 
 
+POLICY_IMPROVEMENTS = ('wpo', 'mpo')
+
+
 @dataclasses.dataclass(frozen=True)
 class WPOConfig(learning.LearnerConfig):
   """Every knob of the WPO agent; defaults are the public reference launcher's.
@@ -20,6 +23,9 @@ class WPOConfig(learning.LearnerConfig):
   max_grad_norm, natural_gradient, kl_*, clip_critic_actions, action bounds) are inherited from
   `wpo_jax.learning.LearnerConfig`, which documents and validates them.
   """
+  # Policy improvement: 'wpo', or 'mpo' (dm-acme's MPO loss behind the same critic and learner,
+  # for a like-for-like baseline; Gaussian policy only).
+  policy_improvement: str = 'wpo'
   # Networks. policy: the policy head, one of wpo_jax.networks.POLICIES ('gaussian',
   # 'mixture', 'tanh_gaussian'); num_components: K, the mixture's number of Gaussians.
   policy: str = 'gaussian'
@@ -47,6 +53,11 @@ class WPOConfig(learning.LearnerConfig):
     object.__setattr__(self, 'critic_layers', tuple(self.critic_layers))
     _check(self.policy in networks.POLICIES, 'policy', f'one of {networks.POLICIES}',
            self.policy)
+    _check(self.policy_improvement in POLICY_IMPROVEMENTS, 'policy_improvement',
+           f'one of {POLICY_IMPROVEMENTS}', self.policy_improvement)
+    _check(self.policy_improvement == 'wpo' or self.policy == 'gaussian', 'policy_improvement',
+           "'wpo' unless policy='gaussian' (MPO's loss is for Gaussian policies)",
+           self.policy_improvement)
     _check(self.num_components >= 1, 'num_components', 'an integer >= 1', self.num_components)
     _check(len(self.policy_layers) >= 1 and min(self.policy_layers) >= 1, 'policy_layers',
            'a non-empty tuple of positive layer sizes', self.policy_layers)

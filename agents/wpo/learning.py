@@ -30,8 +30,13 @@ class WPOLearner(acme.Learner):
                counter: Optional[counting.Counter] = None,
                logger: Optional[loggers.Logger] = None):
     self._config = config
+    improvement = None
+    if config.policy_improvement == 'mpo':
+      # Imported only for MPO: it pulls in TensorFlow Probability.
+      from agents.wpo import mpo  # pylint: disable=g-import-not-at-top
+      improvement = mpo.make_mpo_improvement(config.num_action_samples)
     pure = learning.make_learner(networks.networks, networks.action_dim,
-                                 config.learner_config())
+                                 config.learner_config(), improvement)
     self._state = pure.init(random_key, networks.observation_dim)
     self._fused_step = jax.jit(learning.fuse_sgd_steps(pure.sgd_step))
     self._iterator = iterator
