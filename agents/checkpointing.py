@@ -28,7 +28,8 @@ class Restored(NamedTuple):
   counts: Dict[str, float]
 
 
-def _atomic_write(path: str, data: bytes) -> None:
+def atomic_write(path: str, data: bytes) -> None:
+  """Writes `data` to `path` through a temporary file and a rename: readers see all or nothing."""
   directory = os.path.dirname(path)
   fd, tmp_path = tempfile.mkstemp(dir=directory, prefix='.tmp-')
   try:
@@ -36,6 +37,10 @@ def _atomic_write(path: str, data: bytes) -> None:
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
+    # mkstemp creates 0600; give the file the permissions an ordinary open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)
     os.replace(tmp_path, path)
   except BaseException:
     if os.path.exists(tmp_path):
@@ -74,11 +79,11 @@ class RunCheckpointer:
     previous = self._manifest()
     sequence = previous['sequence'] + 1 if previous else 1
     learner_file = f'learner-{sequence:010d}.msgpack'
-    _atomic_write(os.path.join(self._directory, learner_file),
-                  serialization.to_bytes(learner_state))
+    atomic_write(os.path.join(self._directory, learner_file),
+                 serialization.to_bytes(learner_state))
     manifest = {'learner': learner_file, 'counts': dict(counts), 'sequence': sequence}
-    _atomic_write(os.path.join(self._directory, MANIFEST),
-                  json.dumps(manifest, indent=1, default=float).encode())
+    atomic_write(os.path.join(self._directory, MANIFEST),
+                 json.dumps(manifest, indent=1, default=float).encode())
     self._prune(learner_file)
     return os.path.join(self._directory, learner_file)
 
@@ -90,6 +95,11 @@ class RunCheckpointer:
     with open(os.path.join(self._directory, manifest['learner']), 'rb') as f:
       state = serialization.from_bytes(template_state, f.read())
     return Restored(state, manifest['counts'])
+
+  def counts(self) -> Optional[Dict[str, float]]:
+    """The counts of the last committed checkpoint, without loading the learner; None if none."""
+    manifest = self._manifest()
+    return None if manifest is None else dict(manifest['counts'])
 
   def _manifest(self) -> Optional[Dict[str, Any]]:
     if not self.exists():

@@ -3,6 +3,8 @@
 `plot_learning_curve({'wpo': 'runs/a/logs/evaluator/logs.csv'}, 'curve.png', 'walker:walk')`
 draws the mean evaluation return against environment steps (`actor_steps`), one line per label,
 shading the min–max spread where several episodes were logged at the same step.
+`plot_curves({'wpo': curve, ...}, ...)` draws already aggregated `Curve`s the same way (e.g. one per
+method, aggregated over seeds).
 
 Logs may belong to a run that is still going or that crashed: a missing or empty file, a row cut
 off mid-write or a row that does not parse is skipped, never raised. The PNG is written to a
@@ -105,7 +107,7 @@ def _draw(axes, curve: Curve, label: Optional[str]) -> None:
                       color=line.get_color(), alpha=0.2, linewidth=0)
 
 
-def _save_atomically(figure: Figure, png_path: str) -> None:
+def save_figure_atomically(figure: Figure, png_path: str) -> None:
   """Writes `figure` as a PNG next to `png_path`, then renames it over `png_path`."""
   directory = os.path.dirname(os.path.abspath(png_path))
   os.makedirs(directory, exist_ok=True)
@@ -137,7 +139,16 @@ def plot_learning_curve(csv_paths: Union[Mapping[str, str], str], png_path: str,
     True if a PNG was written; False (and nothing written) when no file gave a usable row.
   """
   labelled = {None: csv_paths} if isinstance(csv_paths, str) else dict(csv_paths)
-  curves = {label: aggregate(read_returns(path)) for label, path in labelled.items()}
+  return plot_curves({label: aggregate(read_returns(path)) for label, path in labelled.items()},
+                     png_path, title)
+
+
+def plot_curves(curves: Mapping[Optional[str], Curve], png_path: str, title: str) -> bool:
+  """Plots each `Curve` (mean line, min–max band) against environment steps into `png_path`.
+
+  Keys are legend labels (None: no legend). Returns False, writing nothing, if every curve is
+  empty.
+  """
   curves = {label: curve for label, curve in curves.items() if curve.steps}
   if not curves:
     return False
@@ -153,5 +164,5 @@ def plot_learning_curve(csv_paths: Union[Mapping[str, str], str], png_path: str,
   if any(label is not None for label in curves):
     axes.legend(loc='best')
   figure.tight_layout()
-  _save_atomically(figure, png_path)
+  save_figure_atomically(figure, png_path)
   return True

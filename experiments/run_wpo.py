@@ -2,6 +2,9 @@
 
   python -m experiments.run_wpo --env=cartpole:swingup --num_steps=100000 --workdir=/tmp/wpo
 
+With --distributed (and --num_actors, --ray_address, --reverb_port), the same run with replay,
+learner, actors and evaluator as Ray processes: see experiments/distributed.py.
+
 Writes under --workdir: Acme CSV logs (logs/<label>/logs.csv for actor, learner, evaluator),
 TensorBoard events (tensorboard/), learning_curve.png (refreshed at every evaluation),
 evaluation.mp4 (at the end, where a headless renderer exists), run.json (the run's settings) and
@@ -12,6 +15,7 @@ from agents import video  # pylint: disable=g-bad-import-order
 video.configure_headless_rendering()  # MUJOCO_GL must be set before dm_control is imported.
 
 import dataclasses  # pylint: disable=g-import-not-at-top,wrong-import-position
+import functools
 import json
 import os
 import sys
@@ -23,6 +27,7 @@ from absl import flags
 from agents import baselines
 from agents import environments
 from agents import wpo
+from experiments import distributed
 from experiments import training
 
 _ENV = flags.DEFINE_string('env', 'cartpole:swingup', 'Control Suite task, domain:task.')
@@ -39,6 +44,16 @@ _CHECKPOINT_MINUTES = flags.DEFINE_float('checkpoint_every_minutes', 5.0,
                                          'Wall-clock minutes between checkpoints.')
 _VIDEO = flags.DEFINE_bool('video', True, 'Render one evaluation episode to MP4 at the end.')
 _PROGRESS = flags.DEFINE_bool('progress', True, 'Show a progress bar on the terminal.')
+# Distributed runs (experiments/distributed.py): the same run, one Ray process per part.
+_DISTRIBUTED = flags.DEFINE_bool('distributed', False,
+                                 'Run replay, learner, actors and evaluator as Ray processes.')
+_NUM_ACTORS = flags.DEFINE_integer('num_actors', 2, 'With --distributed: training actors.')
+_RAY_ADDRESS = flags.DEFINE_string(
+    'ray_address', None, 'With --distributed: "auto" or host:port of a running Ray cluster to '
+    'join; unset, Ray starts on this machine, on loopback only.')
+_REVERB_PORT = flags.DEFINE_integer('reverb_port', 0, 'With --distributed: the Reverb server\'s '
+                                    'TCP port on the launcher\'s node (0: any free port).')
+
 
 class UsageError(ValueError):
   """Bad command-line input, detected before any work starts."""
@@ -93,10 +108,30 @@ def validate_flags() -> wpo.WPOConfig:
     config = wpo.make_config(_PRESET.value, **parse_overrides(_OVERRIDES.value))
   except ValueError as error:
     raise UsageError(str(error)) from None
+  validate_cluster_flags()
   workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise UsageError(f'--workdir={workdir} exists and is not a directory.')
   return config
+
+
+def _cluster() -> distributed.Cluster:
+  return distributed.Cluster(num_actors=_NUM_ACTORS.value, ray_address=_RAY_ADDRESS.value,
+                             reverb_port=_REVERB_PORT.value)
+
+
+def validate_cluster_flags() -> None:
+  """The distributed flags: only with --distributed, and valid (Ray address reachable)."""
+  cluster_flags = (_NUM_ACTORS, _RAY_ADDRESS, _REVERB_PORT)
+  if not _DISTRIBUTED.value:
+    given = [f'--{flag.name}' for flag in cluster_flags if flag.present]
+    if given:
+      raise UsageError(f'{", ".join(given)}: valid only with --distributed.')
+    return
+  try:
+    distributed.validate(_cluster())
+  except ValueError as error:
+    raise UsageError(str(error)) from None
 
 
 def run_settings(config: wpo.WPOConfig) -> Dict[str, Any]:
@@ -132,7 +167,7 @@ def main(argv):
     check_or_write_settings(workdir, run_settings(config))
   except UsageError as error:
     sys.exit(f'error: {error}')
-  run_local(config, workdir)
+  run(config, workdir)
 
 
 def _schedule() -> training.Schedule:
@@ -142,11 +177,19 @@ def _schedule() -> training.Schedule:
                            progress=_PROGRESS.value, video=_VIDEO.value)
 
 
-def run_local(config: wpo.WPOConfig, workdir: str) -> None:
+def run(config: wpo.WPOConfig, workdir: str) -> None:
+  """Trains in this process or, with --distributed, on Ray; same logs, checkpoints, resume."""
+  # One process turns replay's rate limiter off (it would block on itself); Ray processes keep it.
+  make_parts = functools.partial(baselines.wpo_agent_parts, config,
+                                 single_process=not _DISTRIBUTED.value)
+  title = f'WPO on {_ENV.value}'
   try:
-    summary = training.train(
-        lambda spec, logger_fn: baselines.wpo_agent_parts(config, spec, logger_fn),
-        _ENV.value, _SEED.value, workdir, _schedule(), title=f'WPO on {_ENV.value}')
+    if _DISTRIBUTED.value:
+      summary = distributed.train(make_parts, _ENV.value, _SEED.value, workdir, _schedule(),
+                                  _cluster(), title=title)
+    else:
+      summary = training.train(make_parts, _ENV.value, _SEED.value, workdir, _schedule(),
+                               title=title)
   except wpo.NonFiniteLossError as error:
     sys.exit(f'error: {error}\nThe last good checkpoint in {workdir}/checkpoints was left in '
              'place; fix the cause and re-run with the same --workdir to resume.')

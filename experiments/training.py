@@ -160,12 +160,22 @@ def _train_with_replay(parts, client, checkpointer, environment, eval_environmen
       eval_environment, evaluator, counter=counting.Counter(counter, 'evaluator', time_delta=0.),
       logger=_ProgressLogger(make_logger(workdir, 'evaluator'), bar, counter, 'evaluator'))
   evaluator_csv = os.path.join(workdir, 'logs', 'evaluator', 'logs.csv')
+  last_tick = [time.time()]
+
+  def tick():
+    # Wall-clock time of the run as a count: it is checkpointed with the others, so it sums over
+    # resumed sessions, and every log row written after a tick carries it.
+    now = time.time()
+    counter.increment(wallclock_seconds=now - last_tick[0])
+    last_tick[0] = now
 
   def evaluate():
+    tick()  # Evaluation rows then carry the run's wall-clock time up to this evaluation.
     eval_loop.run(num_episodes=schedule.eval_episodes)
     plots.plot_learning_curve(evaluator_csv, os.path.join(workdir, 'learning_curve.png'), title)
 
   def checkpoint():
+    tick()
     path = checkpointer.save(learner.save(), counter.get_counts(), client)
     logging.info('Checkpoint %s', path)
 

@@ -162,7 +162,8 @@ class MixtureGaussian(NamedTuple):
     return jax.nn.softmax(self.logits, axis=-1)
 
   def preconditioned(self) -> 'MixtureGaussian':
-    """Inverse joint Fisher, as in the class docstring; forward values are unchanged."""
+    """Inverse joint Fisher, as in the class docstring; log-densities are unchanged (the logits
+    come back centred, which softmax ignores)."""
     weights = jnp.maximum(self.weights(), MIN_PRECONDITIONING_WEIGHT)  # [..., K]
     # Centring first keeps the forward rounding of scale_gradient (|logits|/w) small.
     centred = self.logits - jnp.mean(self.logits, axis=-1, keepdims=True)
@@ -183,7 +184,8 @@ class MixtureGaussian(NamedTuple):
         stddev_d = Σ_k w̄_k KL(N(μ̄_kd, σ̄_kd) ‖ N(μ̄_kd, σ_kd))
     With K = 1 this is exactly the Gaussian's decoupled KL.
     """
-    per_component = self._components().kl_from(target._components())  # pylint: disable=protected-access
+    # pylint: disable-next=protected-access
+    per_component = self._components().kl_from(target._components())  # [..., K, D]
     target_weights = jax.lax.stop_gradient(target.weights())[..., None]  # [..., K, 1]
     categorical = losses.categorical_kl(target.logits, self.logits)[..., None]  # [..., 1]
     action_dim = self.mean.shape[-1]

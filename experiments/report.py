@@ -1,0 +1,179 @@
+"""Tables and plots of a comparison workdir (`experiments/compare.py`), rebuilt from its run logs.
+
+A comparison workdir holds one directory per run, `runs/<task>/<method>/seed_<s>/`, each with a
+`run.json` (its method, task and seed: the source of truth, not the directory names) and the
+evaluator's Acme CSV `logs/evaluator/logs.csv`. `write_reports(workdir)` reads every run found
+there, finished or not, and writes
+
+  results.csv        one row per evaluation point per run: method, task, seed, env_steps,
+                     eval_return (mean over that evaluation's episodes), wallclock_seconds (the
+                     run's wall-clock time when that evaluation started; empty in logs without it);
+  results.md         per task × method, final return and normalised area under the curve, each as
+                     mean ± std over seeds;
+  plots/<task>.png   every method's curve: mean over seeds, min–max band across seeds.
+
+Everything is recomputed from the logs each time, so the outputs are complete however many
+sessions produced the runs; each file is replaced atomically.
+"""
+
+import csv
+import glob
+import io
+import json
+import os
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+
+from agents import checkpointing
+from experiments import plots
+
+RUN_SETTINGS = 'run.json'
+EVALUATOR_CSV = os.path.join('logs', 'evaluator', 'logs.csv')
+WALLCLOCK_COLUMN = 'wallclock_seconds'
+RESULTS_COLUMNS = ('method', 'task', 'seed', 'env_steps', 'eval_return', 'wallclock_seconds')
+
+
+class RunCurve(NamedTuple):
+  """One run's evaluations, sorted by step: mean return and wall-clock (None if unlogged)."""
+  method: str
+  task: str
+  seed: int
+  steps: List[float]
+  returns: List[float]
+  wallclock: List[Optional[float]]
+
+
+def run_directory(workdir: str, task: str, method: str, seed: int) -> str:
+  """Where a run lives. ':' is replaced because it is not portable in file names."""
+  return os.path.join(workdir, 'runs', task_slug(task), method, f'seed_{seed}')
+
+
+def task_slug(task: str) -> str:
+  """'walker:walk' -> 'walker-walk' (no task name contains '-', so this is one-to-one)."""
+  return task.replace(':', '-')
+
+
+def read_run(directory: str) -> Optional[RunCurve]:
+  """The curve of the run in `directory`, or None if it has no settings or no evaluation yet."""
+  try:
+    with open(os.path.join(directory, RUN_SETTINGS)) as f:
+      settings = json.load(f)
+  except (OSError, ValueError):
+    return None
+  path = os.path.join(directory, EVALUATOR_CSV)
+  curve = plots.aggregate(plots.read_returns(path))
+  if not curve.steps:
+    return None
+  # Every episode of one evaluation carries the same wall-clock count; max tolerates a resumed
+  # run that logged a step twice.
+  clock = plots.aggregate(plots.read_returns(path, return_column=WALLCLOCK_COLUMN))
+  clock_at = dict(zip(clock.steps, clock.maximums))
+  return RunCurve(settings['method'], settings['task'], int(settings['seed']), curve.steps,
+                  curve.means, [clock_at.get(step) for step in curve.steps])
+
+
+def read_runs(workdir: str) -> List[RunCurve]:
+  """Every run under `workdir/runs` with at least one evaluation, by task, method, seed."""
+  found = (read_run(d) for d in glob.glob(os.path.join(workdir, 'runs', '*', '*', 'seed_*')))
+  return sorted((r for r in found if r is not None), key=lambda r: (r.task, r.method, r.seed))
+
+
+def normalised_auc(steps: Sequence[float], returns: Sequence[float]) -> float:
+  """Trapezoid area under return vs steps divided by the step range: a mean return over training.
+
+  A single evaluation has no range; its return is the answer.
+  """
+  if len(steps) < 2:
+    return float(returns[0])
+  steps, returns = np.asarray(steps, float), np.asarray(returns, float)
+  area = np.sum(np.diff(steps) * (returns[1:] + returns[:-1]) / 2)
+  return float(area / (steps[-1] - steps[0]))
+
+
+def results_csv(runs: Iterable[RunCurve]) -> str:
+  """The text of results.csv."""
+  text = io.StringIO()
+  writer = csv.writer(text, lineterminator='\n')
+  writer.writerow(RESULTS_COLUMNS)
+  for run in runs:
+    for step, value, clock in zip(run.steps, run.returns, run.wallclock):
+      writer.writerow([run.method, run.task, run.seed, int(step), f'{value:.6g}',
+                       '' if clock is None else f'{clock:.1f}'])
+  return text.getvalue()
+
+
+def _mean_std(values: Sequence[float]) -> str:
+  """'mean ± std (n=k)', std over seeds with ddof=1; one seed has no spread."""
+  if len(values) == 1:
+    return f'{values[0]:.1f} (n=1)'
+  return f'{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f} (n={len(values)})'
+
+
+def _by_task_and_method(runs: Sequence[RunCurve]) -> Dict[Tuple[str, str], List[RunCurve]]:
+  groups: Dict[Tuple[str, str], List[RunCurve]] = {}
+  for run in runs:
+    groups.setdefault((run.task, run.method), []).append(run)
+  return groups
+
+
+def _table(groups, tasks, methods, cell) -> List[str]:
+  """Markdown rows: one per task, one column per method, each cell `cell(runs of that pair)`."""
+  lines = ['| task | ' + ' | '.join(methods) + ' |', '|---' * (len(methods) + 1) + '|']
+  for task in tasks:
+    cells = [cell(groups[task, m]) if (task, m) in groups else '–' for m in methods]
+    lines.append(f'| {task} | ' + ' | '.join(cells) + ' |')
+  return lines
+
+
+def _step_range(runs: Sequence[RunCurve]) -> str:
+  """The last evaluated step over seeds: one number, or 'min–max' where seeds differ."""
+  low, high = int(min(r.steps[-1] for r in runs)), int(max(r.steps[-1] for r in runs))
+  return str(low) if low == high else f'{low}–{high}'
+
+
+def _methods(runs: Sequence[RunCurve], methods_order: Sequence[str]) -> List[str]:
+  """The methods present, those in `methods_order` first and in that order (stable colours)."""
+  present = {r.method for r in runs}
+  return [m for m in methods_order if m in present] + sorted(present - set(methods_order))
+
+
+def results_markdown(runs: Sequence[RunCurve], methods_order: Sequence[str]) -> str:
+  """The text of results.md: final return and normalised AUC tables, plus each cell's steps."""
+  groups = _by_task_and_method(runs)
+  tasks = sorted({r.task for r in runs})
+  methods = _methods(runs, methods_order)
+  lines = ['# Comparison results', '',
+           'Evaluation return of the mean (deterministic) action, mean ± std over seeds '
+           '(n = seeds with at least one evaluation).', '',
+           '## Final return', '', 'Return at each run\'s last evaluation.', '']
+  lines += _table(groups, tasks, methods, lambda runs: _mean_std([r.returns[-1] for r in runs]))
+  lines += ['', '## Area under the curve', '',
+            'Trapezoid area under return vs environment steps divided by the step range: the '
+            'mean return over training.', '']
+  lines += _table(groups, tasks, methods,
+                  lambda runs: _mean_std([normalised_auc(r.steps, r.returns) for r in runs]))
+  lines += ['', '## Environment steps at the last evaluation', '',
+            'Runs still in progress show fewer steps than the budget.', '']
+  lines += _table(groups, tasks, methods, _step_range)
+  return '\n'.join(lines) + '\n'
+
+
+def seed_curve(runs: Sequence[RunCurve]) -> plots.Curve:
+  """Mean over seeds at each step, with the min–max across seeds."""
+  return plots.aggregate([(s, v) for run in runs for s, v in zip(run.steps, run.returns)])
+
+
+def write_reports(workdir: str, methods_order: Sequence[str] = ()) -> List[RunCurve]:
+  """Rewrites results.csv, results.md and plots/<task>.png from the runs under `workdir`."""
+  runs = read_runs(workdir)
+  checkpointing.atomic_write(os.path.join(workdir, 'results.csv'), results_csv(runs).encode())
+  checkpointing.atomic_write(os.path.join(workdir, 'results.md'),
+                             results_markdown(runs, methods_order).encode())
+  groups = _by_task_and_method(runs)
+  for task in sorted({r.task for r in runs}):
+    curves = {m: seed_curve(groups[task, m]) for m in _methods(runs, methods_order)
+              if (task, m) in groups}
+    plots.plot_curves(curves, os.path.join(workdir, 'plots', f'{task_slug(task)}.png'),
+                      f'{task} (mean over seeds, min–max band)')
+  return runs

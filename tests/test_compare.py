@@ -1,0 +1,143 @@
+"""The comparison harness: reports from logs, input checks, and a real smoke comparison."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import agents  # pylint: disable=unused-import  (patches dm-acme so that acme imports)
+from acme.utils.loggers import csv as csv_logger
+import pytest
+
+from experiments import report
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
+
+
+def _compare(workdir, *flags):
+  command = [sys.executable, '-m', 'experiments.compare', f'--workdir={workdir}', *flags]
+  return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+
+
+def _fake_run(workdir, task, method, seed, rows):
+  """A run directory as the harness leaves it: run.json and an Acme evaluator CSV."""
+  directory = report.run_directory(str(workdir), task, method, seed)
+  os.makedirs(directory)
+  with open(os.path.join(directory, report.RUN_SETTINGS), 'w') as f:
+    json.dump({'method': method, 'task': task, 'seed': seed}, f)
+  logger = csv_logger.CSVLogger(directory, label='evaluator', add_uid=False)
+  for steps, episode_return, seconds in rows:
+    logger.write({'actor_steps': steps, 'episode_return': episode_return,
+                  'wallclock_seconds': seconds})
+  logger.close()
+
+
+def _csv_rows(path):
+  with open(path) as f:
+    return list(csv.DictReader(f))
+
+
+def test_normalised_auc_is_the_mean_return_over_training():
+  # Trapezoids: (0+10)/2·100 + (10+30)/2·300 = 6500 over a range of 400.
+  assert report.normalised_auc([0, 100, 400], [0.0, 10.0, 30.0]) == pytest.approx(16.25)
+  assert report.normalised_auc([0, 1000], [5.0, 5.0]) == pytest.approx(5.0)
+  assert report.normalised_auc([1000], [7.0]) == 7.0
+
+
+def test_reports_from_run_logs(tmp_path):
+  # Two evaluation episodes per point for wpo seed 0; the table uses their mean.
+  _fake_run(tmp_path, 'cartpole:swingup', 'wpo', 0,
+            [(0, 0.0, 1.0), (0, 2.0, 1.0), (100, 10.0, 5.0), (100, 12.0, 5.0)])
+  _fake_run(tmp_path, 'cartpole:swingup', 'wpo', 1, [(0, 2.0, 1.0), (100, 20.0, 6.0)])
+  _fake_run(tmp_path, 'cartpole:swingup', 'sac', 0, [(0, 3.0, 2.0), (100, 30.0, 9.0)])
+  _fake_run(tmp_path, 'reacher:easy', 'sac', 0, [(0, 1.0, 2.0)])
+  # A run that has not evaluated yet is left out, not an error.
+  os.makedirs(report.run_directory(str(tmp_path), 'reacher:easy', 'wpo', 0))
+
+  runs = report.write_reports(str(tmp_path), ('wpo', 'mpo', 'sac'))
+  assert [(r.task, r.method, r.seed) for r in runs] == [
+      ('cartpole:swingup', 'sac', 0), ('cartpole:swingup', 'wpo', 0),
+      ('cartpole:swingup', 'wpo', 1), ('reacher:easy', 'sac', 0)]
+
+  rows = _csv_rows(tmp_path / 'results.csv')
+  assert list(rows[0]) == list(report.RESULTS_COLUMNS)
+  wpo0 = [r for r in rows if r['method'] == 'wpo' and r['seed'] == '0']
+  assert [(r['env_steps'], float(r['eval_return']), float(r['wallclock_seconds']))
+          for r in wpo0] == [('0', 1.0, 1.0), ('100', 11.0, 5.0)]
+  assert len(rows) == 7
+
+  markdown = (tmp_path / 'results.md').read_text()
+  # Final returns 11 and 20: mean 15.5, sample std 6.4; AUCs (1+11)/2=6 and (2+20)/2=11.
+  assert '| cartpole:swingup | 15.5 ± 6.4 (n=2) | 30.0 (n=1) |' in markdown
+  assert '| cartpole:swingup | 8.5 ± 3.5 (n=2) | 16.5 (n=1) |' in markdown
+  assert '| reacher:easy | – | 1.0 (n=1) |' in markdown
+  assert '| task | wpo | sac |' in markdown  # Methods in the given order, absent ones dropped.
+  for task in ('cartpole-swingup', 'reacher-easy'):
+    with open(tmp_path / 'plots' / f'{task}.png', 'rb') as f:
+      assert f.read(8) == _PNG_MAGIC
+
+
+@pytest.mark.parametrize('flag, message', [
+    ('--methods=wpo,ppo', "--methods: Unknown method 'ppo'; valid methods: wpo, mpo, sac, td3"),
+    ('--tasks=cartpole:swingup,walker:wlak', "--tasks: Unknown task name 'walker:wlak'. Did you "
+     "mean 'walker:walk'? Valid names: acrobot:swingup"),
+])
+def test_bad_input_fails_before_anything_runs(tmp_path, flag, message):
+  workdir = tmp_path / 'comparison'
+  result = _compare(workdir, '--preset=smoke', flag)
+  assert result.returncode != 0
+  assert message in result.stderr
+  assert not workdir.exists()
+
+
+def _done_times(workdir):
+  return {path: os.stat(path).st_mtime_ns
+          for path in sorted(workdir.glob('runs/*/*/seed_*/DONE'))}
+
+
+def _check_smoke_outputs(workdir, methods):
+  rows = _csv_rows(workdir / 'results.csv')
+  # Smoke preset: 1000 steps (one episode), evaluated before training and at 1000.
+  for method in methods:
+    steps = [int(r['env_steps']) for r in rows if r['method'] == method]
+    assert steps == [0, 1000], (method, steps)
+  assert all(float(r['wallclock_seconds']) >= 0 for r in rows)
+  markdown = (workdir / 'results.md').read_text()
+  assert '| task | ' + ' | '.join(methods) + ' |' in markdown
+  with open(workdir / 'plots' / 'cartpole-swingup.png', 'rb') as f:
+    assert f.read(8) == _PNG_MAGIC
+
+
+def test_smoke_comparison_runs_reports_and_resumes(tmp_path):
+  workdir = tmp_path / 'comparison'
+  methods = ['wpo', 'mpo', 'sac', 'td3', 'd4pg']  # The smoke preset's: every method.
+  result = _compare(workdir, '--preset=smoke')
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  _check_smoke_outputs(workdir, methods)
+  for method in methods:
+    assert (workdir / 'runs' / 'cartpole-swingup' / method / 'seed_0' / 'DONE').exists()
+
+  # Re-run: finished runs are skipped; td3, its DONE removed as if it had been cut short after
+  # its final checkpoint, resumes from that checkpoint instead of starting over.
+  td3 = workdir / 'runs' / 'cartpole-swingup' / 'td3' / 'seed_0'
+  evaluations = len(_csv_rows(td3 / 'logs' / 'evaluator' / 'logs.csv'))
+  os.remove(td3 / 'DONE')
+  before = _done_times(workdir)
+  result = _compare(workdir, '--preset=smoke')
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  for method in ('wpo', 'mpo', 'sac', 'd4pg'):
+    assert f'{method} on cartpole:swingup, seed 0: skipped, finished earlier' in result.stdout
+  assert 'td3 on cartpole:swingup, seed 0: training' in result.stdout
+  after = _done_times(workdir)
+  assert {path: after[path] for path in before} == before  # Untouched.
+  assert set(after) == set(before) | {td3 / 'DONE'}
+  # Resumed at 1000 of 1000 steps: no new evaluation (a fresh start would evaluate at 0 again).
+  assert len(_csv_rows(td3 / 'logs' / 'evaluator' / 'logs.csv')) == evaluations
+  _check_smoke_outputs(workdir, methods)
+
+  # Other settings in the same workdir are refused before anything runs.
+  result = _compare(workdir, '--preset=smoke', '--methods=sac', '--hidden_sizes=16')
+  assert result.returncode != 0
+  assert 'holds a run with different settings' in result.stderr

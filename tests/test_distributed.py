@@ -1,0 +1,238 @@
+"""Distributed runs on a real local Ray cluster and Reverb server: budget, faults, shutdown, resume.
+
+Each launch tags its environment with a fresh id; every process Ray starts inherits it, so the
+tests can tell this launch's processes from anyone else's and check that none outlives the run.
+"""
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import psutil
+import pytest
+
+from test_run_wpo import TINY  # Same tiny networks as the local launcher tests.
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TAG = 'WPO_DISTRIBUTED_TEST_RUN'
+
+
+class Launch:
+  """One `run_wpo --distributed` process in its own session (so SIGINT reaches only it)."""
+
+  def __init__(self, workdir, *flags):
+    self.tag = uuid.uuid4().hex
+    command = [sys.executable, '-m', 'experiments.run_wpo', '--distributed',
+               '--env=cartpole:swingup', f'--workdir={workdir}', *TINY, *flags]
+    self.process = subprocess.Popen(command, cwd=REPO, env={**os.environ, TAG: self.tag},
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    start_new_session=True)
+    self.output = ''
+
+  def wait(self, timeout=600):
+    self.output, _ = self.process.communicate(timeout=timeout)
+    return self.process.returncode
+
+  def check_exits_cleanly(self):
+    """The run's exit status is 0 and no process it started is left."""
+    assert self.wait() == 0, self.output[-4000:]
+    assert_no_processes_left(self.tag)
+
+
+def tagged_processes(tag):
+  found = []
+  for process in psutil.process_iter():
+    try:
+      if process.pid != os.getpid() and process.environ().get(TAG) == tag:
+        found.append(process)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+      pass
+  return found
+
+
+def assert_no_processes_left(tag, grace_s=15.0):
+  deadline = time.time() + grace_s
+  left = tagged_processes(tag)
+  while left and time.time() < deadline:
+    time.sleep(0.5)
+    left = tagged_processes(tag)
+  if not left:
+    return
+  names = []
+  for process in left:
+    try:
+      names.append(' '.join(process.cmdline())[:80] or process.name())
+      process.kill()  # Do not leak them into the other tests.
+    except psutil.Error:
+      pass
+  pytest.fail(f'processes left after the run: {names}')
+
+
+def _rows(workdir, label):
+  with open(os.path.join(workdir, 'logs', label, 'logs.csv')) as f:
+    return list(csv.DictReader(f))
+
+
+def _json(*parts):
+  with open(os.path.join(*parts)) as f:
+    return json.load(f)
+
+
+def _wait_for(condition, launch, timeout=400, what='condition'):
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if condition():
+      return
+    assert launch.process.poll() is None, launch.process.stdout.read()[-4000:]
+    time.sleep(0.5)
+  pytest.fail(f'no {what} within {timeout} s')
+
+
+def _actor_rows(workdir, index):
+  path = os.path.join(workdir, 'logs', f'actor_{index}', 'logs.csv')
+  return _rows(workdir, f'actor_{index}') if os.path.exists(path) else []
+
+
+def test_two_actors_complete_the_budget_and_leave_no_process(tmp_path):
+  workdir = str(tmp_path / 'run')
+  launch = Launch(workdir, '--num_actors=2', '--num_steps=4000', '--eval_every=2000')
+  launch.check_exits_cleanly()
+  # Started on loopback: Ray's GCS and the Reverb address handed to the actors.
+  assert 'Ray 127.0.0.1:' in launch.output and 'Reverb 127.0.0.1:' in launch.output
+
+  totals = _json(workdir, 'logs', 'counter', 'totals.json')
+  counts = totals['counts']
+  assert counts['actor_steps'] >= 4000 and counts['learner_steps'] > 0
+  by_source = totals['by_source']
+  assert by_source['actor_0']['actor_steps'] > 0 and by_source['actor_1']['actor_steps'] > 0
+  assert by_source['actor_0']['actor_steps'] + by_source['actor_1']['actor_steps'] == (
+      counts['actor_steps'])
+  for index in (0, 1):
+    rows = _actor_rows(workdir, index)
+    assert rows and {'episode_return', 'actor_steps'} <= set(rows[0])
+  evaluator = _rows(workdir, 'evaluator')
+  steps = [int(float(r['actor_steps'])) for r in evaluator]
+  assert steps[0] == 0 and steps[-1] >= 4000 and 'episode_return' in evaluator[0]
+  assert float(_rows(workdir, 'learner')[-1]['learner_steps']) > 0
+  manifest = _json(workdir, 'checkpoints', 'manifest.json')
+  assert manifest['counts']['actor_steps'] == counts['actor_steps']
+  assert os.path.exists(os.path.join(workdir, 'learning_curve.png'))
+
+
+@pytest.mark.slow
+def test_sigkilled_actor_restarts_and_the_run_completes(tmp_path):
+  workdir = str(tmp_path / 'run')
+  launch = Launch(workdir, '--num_actors=2', '--num_steps=10000', '--eval_every=5000')
+  info_path = os.path.join(workdir, 'processes', 'actor_1.json')
+  # Mid-run: actor 1 has finished an episode and the budget is far off.
+  _wait_for(lambda: _actor_rows(workdir, 1), launch, what='actor_1 episode')
+  killed = _json(info_path)
+  os.kill(killed['pid'], signal.SIGKILL)
+
+  launch.check_exits_cleanly()
+  restarted = _json(info_path)
+  assert restarted['restarted'] and restarted['pid'] != killed['pid']
+  totals = _json(workdir, 'logs', 'counter', 'totals.json')
+  assert totals['counts']['actor_steps'] >= 10000
+  # The restarted actor went on contributing after the kill.
+  assert float(_actor_rows(workdir, 1)[-1]['actor_steps']) > float(
+      _actor_rows(workdir, 1)[0]['actor_steps'])
+
+
+@pytest.mark.slow
+def test_ctrl_c_checkpoints_and_a_relaunch_resumes(tmp_path):
+  workdir = str(tmp_path / 'run')
+  launch = Launch(workdir, '--num_actors=2', '--num_steps=40000', '--eval_every=2000')
+  _wait_for(lambda: len(_actor_rows(workdir, 0)) >= 2, launch, what='two actor_0 episodes')
+  os.killpg(launch.process.pid, signal.SIGINT)  # What Ctrl-C in a terminal sends.
+  assert launch.wait(timeout=300) != 0
+  assert 'Interrupted' in launch.output and 'checkpoint' in launch.output, launch.output[-3000:]
+  assert_no_processes_left(launch.tag)
+  interrupted = _json(workdir, 'checkpoints', 'manifest.json')['counts']
+  assert interrupted['actor_steps'] >= 2000 and interrupted['learner_steps'] > 0
+  evaluations_before = len(_rows(workdir, 'evaluator'))
+
+  budget = int(interrupted['actor_steps']) + 3000
+  relaunch = Launch(workdir, '--num_actors=1', f'--num_steps={budget}', '--eval_every=2000')
+  relaunch.check_exits_cleanly()
+  assert 'resumed' in relaunch.output
+  resumed = _rows(workdir, 'evaluator')[evaluations_before:]
+  # Counts continue from the checkpoint: no evaluation of an untrained policy at step 0.
+  assert resumed and min(float(r['actor_steps']) for r in resumed) >= interrupted['actor_steps']
+  assert all(float(r['learner_steps']) >= interrupted['learner_steps'] for r in resumed)
+  final = _json(workdir, 'checkpoints', 'manifest.json')['counts']
+  assert final['actor_steps'] >= budget and final['learner_steps'] > interrupted['learner_steps']
+
+
+@pytest.mark.slow
+def test_joins_a_two_node_cluster_and_spreads_the_actors(tmp_path, monkeypatch):
+  from ray import cluster_utils  # pylint: disable=g-import-not-at-top
+  tag = uuid.uuid4().hex
+  monkeypatch.setenv(TAG, tag)  # The cluster's processes are tagged too.
+  # Two raylets on this machine: a head with 1 CPU and a worker node with 2. The learner and two
+  # actors need 3 CPUs, so the run must use both nodes.
+  cluster = cluster_utils.Cluster(initialize_head=True,
+                                  head_node_args={'num_cpus': 1, 'include_dashboard': False})
+  try:
+    cluster.add_node(num_cpus=2)
+    cluster.wait_for_nodes()
+    workdir = str(tmp_path / 'run')
+    launch = Launch(workdir, '--num_actors=2', '--num_steps=3000', '--eval_every=3000',
+                    f'--ray_address={cluster.address}')
+    assert launch.wait() == 0, launch.output[-4000:]
+  finally:
+    cluster.shutdown()
+  assert_no_processes_left(tag)
+  nodes = {name: _json(workdir, 'processes', f'{name}.json')['node_id']
+           for name in ('learner', 'replay', 'counter', 'evaluator', 'actor_0', 'actor_1')}
+  # Learner, replay, counter and evaluator share the launcher's node; actors fill both nodes.
+  assert len({nodes[n] for n in ('learner', 'replay', 'counter', 'evaluator')}) == 1
+  assert len(set(nodes.values())) == 2
+  assert _json(workdir, 'logs', 'counter', 'totals.json')['counts']['actor_steps'] >= 3000
+
+
+def _closed_port():
+  with socket.socket() as probe:
+    probe.bind(('127.0.0.1', 0))
+    return probe.getsockname()[1]  # Closed once the probe is: nothing listens there.
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--env=cartpole:swingupp'], "Did you mean 'cartpole:swingup'"),
+    (['--num_actors=0'], '--num_actors=0 is invalid'),
+    ([f'--ray_address=127.0.0.1:{_closed_port()}'], 'no Ray head answers at'),
+])
+def test_configuration_errors_fail_before_any_process_starts(tmp_path, flags, message):
+  workdir = tmp_path / 'run'
+  start = time.time()
+  launch = Launch(str(workdir), '--num_steps=100', *flags)
+  assert launch.wait(timeout=120) != 0
+  assert message in launch.output, launch.output[-3000:]
+  assert 'Started a local Ray instance' not in launch.output
+  assert not workdir.exists()
+  assert time.time() - start < 60  # No Ray start-up, no worker imports.
+  assert_no_processes_left(launch.tag, grace_s=0)
+
+
+def test_validate_rejects_a_busy_reverb_port_and_bad_addresses(monkeypatch):
+  from experiments import distributed  # pylint: disable=g-import-not-at-top
+  with socket.socket(socket.AF_INET6) as server:
+    server.bind(('::', 0))
+    server.listen()
+    busy = server.getsockname()[1]
+    with pytest.raises(ValueError, match=f'--reverb_port={busy} cannot be used'):
+      distributed.validate(distributed.Cluster(reverb_port=busy))
+  with pytest.raises(ValueError, match='--reverb_port=70000 is invalid'):
+    distributed.validate(distributed.Cluster(reverb_port=70000))
+  with pytest.raises(ValueError, match='host:port'):
+    distributed.validate(distributed.Cluster(ray_address='head-node'))
+  monkeypatch.delenv('RAY_ADDRESS', raising=False)
+  with pytest.raises(ValueError, match='--ray_address=auto'):  # No cluster runs here.
+    distributed.validate(distributed.Cluster(ray_address='auto'))
+  distributed.validate(distributed.Cluster(num_actors=3))
