@@ -533,7 +533,7 @@ def _train(run: RunSpec, cluster: Cluster, title: str, workers: List[Any]) -> Di
   seconds = time.time() - start
   if run.schedule.video:
     # Private in training, shared on purpose: the same video as the local run's.
-    training._record_video(run.workdir, run.task, run.seed, run.parts(),  # pylint: disable=protected-access
+    training.record_video(run.workdir, run.task, run.seed, run.parts(),
                            RemoteVariableSource(learner))
   totals = ray.get(counter.totals.remote())
   _write_totals(run.workdir, totals, seconds, cluster.num_actors)

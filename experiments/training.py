@@ -201,11 +201,11 @@ def _train_with_replay(parts, client, checkpointer, environment, eval_environmen
   bar.close()
   checkpoint()
   if schedule.video:
-    _record_video(workdir, task, seed, parts, learner)
+    record_video(workdir, task, seed, parts, learner)
   return {**counter.get_counts(), 'workdir': workdir}
 
 
-def _record_video(workdir: str, task: str, seed: int, parts: baselines.AgentParts,
+def record_video(workdir: str, task: str, seed: int, parts: baselines.AgentParts,
                   learner) -> None:
   ok, message = video.renderer_status()
   environment = environments.make_environment(task, seed + VIDEO_SEED_OFFSET)
