@@ -532,9 +532,9 @@ def _train(run: RunSpec, cluster: Cluster, title: str, workers: List[Any]) -> Di
   ray.get(learner.stop.remote())
   seconds = time.time() - start
   if run.schedule.video:
-    # Private in training, shared on purpose: the same video as the local run's.
+    # The same video as the local run's.
     training.record_video(run.workdir, run.task, run.seed, run.parts(),
-                           RemoteVariableSource(learner))
+                          RemoteVariableSource(learner))
   totals = ray.get(counter.totals.remote())
   _write_totals(run.workdir, totals, seconds, cluster.num_actors)
   return {**totals['counts'], 'workdir': run.workdir}
