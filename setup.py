@@ -44,6 +44,7 @@ setuptools.setup(
     long_description_content_type='text/markdown',
     packages=setuptools.find_packages(include=['wpo_jax', 'wpo_jax.*', 'agents', 'agents.*',
                                                 'experiments', 'experiments.*']),
+    package_data={'agents': ['reverb_bind.c']},
     python_requires='>=3.10',
     install_requires=core,
     extras_require={

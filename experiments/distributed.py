@@ -14,8 +14,8 @@ Every piece is a Ray actor (a process of its own):
   evaluator   runs the evaluation policy every `eval_every` actor steps, as the local run does
 
 A Ray started here listens on 127.0.0.1 only; `--ray_address` joins a cluster instead. Actors
-reach replay over TCP at `host:port`, the host being the replay node's IP as Ray knows it,
-and the learner through its Ray handle, so actors may run on any node. The counter, replay,
+reach replay over TCP at `host:port`, the host being the replay node's IP as Ray knows it; the
+Reverb server listens on that address and no other (`agents.reverb_bind`), and the learner through its Ray handle, so actors may run on any node. The counter, replay,
 learner and evaluator run on the launcher's node (the learner takes a GPU when that node has
 one), which therefore holds the checkpoints and the learner/evaluator logs; actors are spread
 over the cluster and write `logs/actor_<i>/` on their own node.
@@ -62,6 +62,7 @@ import tqdm
 
 from agents import checkpointing
 from agents import environments
+from agents import reverb_bind
 from experiments import plots
 from experiments import training
 
@@ -133,7 +134,8 @@ def _resolve(address: str) -> str:
 
 
 def _check_port_free(port: int) -> None:
-  """Reverb binds every interface of the launcher's node (where replay runs): try the same."""
+  """A wildcard bind on the launcher's node (where replay runs) fails if anything listens on
+  `port` there, on any interface."""
   try:
     probe = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
     wildcard = '::'
@@ -246,14 +248,21 @@ class ReplayWorker:
     _record_process(run.workdir, 'replay')
     _cpu_only_jax()
     checkpointer = checkpointing.RunCheckpointer(run.checkpoint_directory)
-    # reverb.Server has no bind address: it listens on every interface of this node (see README).
-    self._server = reverb.Server(run.parts().builder.make_replay_tables(run.spec),
-                                 port=port or None,
-                                 checkpointer=checkpointer.replay_checkpointer())
+    # It listens on the IP this node has in the Ray cluster, the one that actors on any node
+    # use, and on no other interface (127.0.0.1 for a Ray started by the launcher).
+    self._host = ray.util.get_node_ip_address()
+    self._server = reverb_bind.start_server(run.parts().builder.make_replay_tables(run.spec),
+                                            self._host, port or None,
+                                            checkpointer.replay_checkpointer())
+    self._listening = sorted(reverb_bind.listening_addresses(self._server.port))
 
   def address(self) -> str:
-    """host:port for clients on any node: the IP this node has in the Ray cluster."""
-    return f'{ray.util.get_node_ip_address()}:{self._server.port}'
+    """host:port for clients on any node."""
+    return f'{self._host}:{self._server.port}'
+
+  def listening(self) -> List[str]:
+    """The addresses the server listens on, from the node's socket table."""
+    return self._listening
 
 
 class LearnerWorker:
@@ -492,7 +501,9 @@ def _train(run: RunSpec, cluster: Cluster, title: str, workers: List[Any]) -> Di
       num_cpus=0, scheduling_strategy=here).remote(run.workdir, initial)
   workers.append(counter)
   replay = ray.remote(ReplayWorker).options(
-      num_cpus=0, scheduling_strategy=here).remote(run, cluster.reverb_port)
+      num_cpus=0, scheduling_strategy=here,
+      runtime_env={'env_vars': reverb_bind.preload_environment()}).remote(run,
+                                                                          cluster.reverb_port)
   workers.append(replay)
   learner = ray.remote(LearnerWorker).options(
       num_cpus=1, num_gpus=gpus, scheduling_strategy=here,
@@ -510,9 +521,11 @@ def _train(run: RunSpec, cluster: Cluster, title: str, workers: List[Any]) -> Di
 
   launched = time.time()
   address = ray.get(replay.address.remote(), timeout=STARTUP_TIMEOUT_S)
+  listening = ray.get(replay.listening.remote(), timeout=STARTUP_TIMEOUT_S)
   learner_info = ray.get(learner.ready.remote(), timeout=STARTUP_TIMEOUT_S)
   ray.get([w.ready.remote() for w in [evaluator] + actors], timeout=STARTUP_TIMEOUT_S)
-  print(f'Ray {ray.get_runtime_context().gcs_address}, Reverb {address}, learner on '
+  print(f'Ray {ray.get_runtime_context().gcs_address}, Reverb {address} (listening on '
+        f'{", ".join(listening)}), learner on '
         f'{learner_info["device"]}, {cluster.num_actors} actors'
         f'{", resumed" if learner_info["restored"] else ""}; workers up in '
         f'{time.time() - launched:.0f} s.', flush=True)

@@ -25,6 +25,7 @@ import tqdm
 from agents import baselines
 from agents import checkpointing
 from agents import environments
+from agents import reverb_bind
 from agents import video
 from agents import wpo
 from experiments import plots
@@ -33,6 +34,7 @@ COUNT_KEYS = ('actor_steps', 'actor_episodes', 'learner_steps', 'learner_walltim
               'evaluator_steps', 'evaluator_episodes')
 # Evaluation environments use seeds far from the training ones.
 EVAL_SEED_OFFSET = 1_000_003
+LOOPBACK = '127.0.0.1'  # The in-process Reverb server's only address.
 VIDEO_SEED_OFFSET = 2_000_003
 
 
@@ -113,12 +115,12 @@ def train(make_parts: Callable[[specs.EnvironmentSpec, Callable[[], Any]], basel
   builder = parts.builder
   checkpointer = checkpointing.RunCheckpointer(os.path.join(workdir, 'checkpoints'))
 
-  # Reverb listens on every interface (it has no bind option); this process reaches it over
-  # loopback. The server reloads the newest replay checkpoint in the directory on start.
-  server = reverb.Server(builder.make_replay_tables(spec), port=None,
-                         checkpointer=checkpointer.replay_checkpointer())
+  # Reverb listens on loopback only (agents.reverb_bind); the server reloads the newest replay
+  # checkpoint in the directory on start.
+  server = reverb_bind.start_server(builder.make_replay_tables(spec), LOOPBACK,
+                                    checkpointer=checkpointer.replay_checkpointer())
   try:
-    client = reverb.Client(f'localhost:{server.port}')
+    client = reverb.Client(f'{LOOPBACK}:{server.port}')
     return _train_with_replay(parts, client, checkpointer, environment, eval_environment, task,
                               seed, workdir, schedule, title or task)
   finally:
