@@ -133,13 +133,35 @@ def test_tanh_gaussian_samples_stay_inside_and_match_density():
   assert bool(jnp.all(jnp.isfinite(jax.grad(lambda a: jnp.sum(saturated.log_prob(a)))(actions))))
 
 
-def test_modes():
-  np.testing.assert_allclose(MIXTURE_1D.mode(), [-1.5])  # Largest logit: component 0.
+def _grid_argmax(distribution, axes):
+  """The grid point of highest density: an independent brute-force mode."""
+  points = np.stack(np.meshgrid(*axes, indexing='ij'), axis=-1).reshape(-1, len(axes))
+  return points[np.argmax(distribution.log_prob(jnp.asarray(points)))]
+
+
+def test_mixture_mode_is_the_highest_density_point():
+  grid = np.linspace(-3.0, 3.0, 6001)
+  np.testing.assert_allclose(MIXTURE_1D.mode(), _grid_argmax(MIXTURE_1D, [grid]), atol=2e-3)
+  # Overlapping components: the mode lies between them, not at either mean.
+  for logits, mean in (([0.0, 1.0], [[1.0, 2.0], [2.5, 3.0]]),
+                       ([2.0, 1.0], [[-1.0, 0.5], [0.5, -0.5]])):
+    mixture = distributions.MixtureGaussian(jnp.array(logits), jnp.array(mean),
+                                            jnp.array([[1.0, 0.8], [0.9, 1.1]]))
+    axis = np.linspace(-2.0, 4.0, 601)
+    np.testing.assert_allclose(mixture.mode(), _grid_argmax(mixture, [axis, axis]), atol=0.02)
+  # Equal weights, symmetric and unimodal (separation 1 < 2σ): the mode is 0, not ±0.5.
+  symmetric = distributions.MixtureGaussian(jnp.zeros(2), jnp.array([[-0.5], [0.5]]),
+                                            jnp.full((2, 1), 0.6))
+  np.testing.assert_allclose(symmetric.mode(), [0.0], atol=1e-3)
+  # Far apart: the denser component's mean. Batched over a leading axis.
   batched = distributions.MixtureGaussian(
       logits=jnp.array([[0.0, 1.0], [2.0, 1.0]]),
-      mean=jnp.array([[[1.0, 2.0], [3.0, 4.0]], [[5.0, 6.0], [7.0, 8.0]]]),
+      mean=jnp.array([[[1.0, 2.0], [9.0, 10.0]], [[5.0, 6.0], [-7.0, 8.0]]]),
       stddev=jnp.ones((2, 2, 2)))
-  np.testing.assert_allclose(batched.mode(), [[3.0, 4.0], [5.0, 6.0]])
+  np.testing.assert_allclose(batched.mode(), [[9.0, 10.0], [5.0, 6.0]], atol=1e-5)
+
+
+def test_tanh_gaussian_mode_is_the_squashed_mean():
   np.testing.assert_allclose(TANH_1D.mode(), np.tanh([0.4]), rtol=1e-6)
 
 

@@ -49,8 +49,8 @@ def make_networks(environment_spec: specs.EnvironmentSpec,
 def make_policy(networks: WPONetworks, evaluation: bool) -> Policy:
   """A sample from π(·|s) for training actors; its mode for evaluation.
 
-  The mode is the mean for a Gaussian, tanh(μ) for a tanh-Gaussian and the mean of the most
-  probable component for a mixture (`wpo_jax.distributions`).
+  The mode is the mean for a Gaussian, tanh(μ) for a tanh-Gaussian and the highest-density
+  action for a mixture (`wpo_jax.distributions`).
 
   Actions are clipped to the [-1, 1] box: the environment would clip them anyway, and replay
   then holds the actions that were executed.
