@@ -92,8 +92,10 @@ def make_agent_parts(method: str, spec: specs.EnvironmentSpec, settings: CommonS
   adapt = single_process_replay if single_process else (lambda c: c)
 
   if method in ('wpo', 'mpo'):
+    # `wpo_config.policy` is WPO's head; MPO's loss is for a Gaussian policy.
+    policy = wpo_config.policy if method == 'wpo' else 'gaussian'
     config = dataclasses.replace(wpo_config, policy_layers=layers, critic_layers=layers,
-                                 policy_improvement=method, **shared)
+                                 policy_improvement=method, policy=policy, **shared)
     return wpo_agent_parts(config, spec, logger_fn, single_process)
   if method == 'sac':
     from acme.agents.jax import sac  # pylint: disable=g-import-not-at-top

@@ -15,11 +15,16 @@ skipped; any other resumes from its last checkpoint (a larger --num_steps extend
 After every run the reports are rebuilt from all runs' logs (`experiments/report.py`):
 `results.csv`, `results.md` and `plots/<task>.png`. All input is checked before anything runs.
 
-Presets: `smoke` (seconds per run, for tests), `cpu` (the whole comparison in about 20 minutes on
+`--policy=mixture|tanh_gaussian` (with `--num_components`) gives WPO another policy head; MPO
+stays Gaussian. Presets: `smoke` (seconds per run, for tests), `cpu` (the whole comparison in about 20 minutes on
 2 CPU cores) and `paper` (the paper's Control Suite set, 3 seeds, 1M steps).
 """
 
-import dataclasses
+from agents import reverb_bind  # pylint: disable=g-bad-import-order
+if __name__ == '__main__':
+  reverb_bind.ensure_preloaded()  # Reverb on loopback only; before anything heavy is imported.
+
+import dataclasses  # pylint: disable=g-import-not-at-top,wrong-import-position
 import json
 import os
 import sys
@@ -35,6 +40,7 @@ from agents import environments
 from agents import wpo
 from experiments import report
 from experiments import training
+from wpo_jax import networks
 
 DONE = 'DONE'
 
@@ -61,14 +67,17 @@ PRESETS = {
         eval_every=1000, eval_episodes=1,
         settings=baselines.CommonSettings(hidden_sizes=(32, 32), batch_size=32,
                                           samples_per_insert=8.0, min_replay_size=200),
-        wpo_config=wpo.make_config('cpu', num_action_samples=4, variable_update_period=100)),
+        wpo_config=wpo.make_config('cpu', num_action_samples=4, variable_update_period=100,
+                                   num_sgd_steps_per_step=1)),
     # Two easy tasks, one seed, short budgets: about 20 minutes for all ten runs on 2 cores.
     'cpu': Preset(
         tasks=('cartpole:swingup', 'reacher:easy'), methods=baselines.METHODS, seeds=(0,),
         num_steps=20_000, eval_every=5000, eval_episodes=2,
         settings=baselines.CommonSettings(hidden_sizes=(256, 256), batch_size=128,
                                           samples_per_insert=16.0),
-        wpo_config=wpo.PRESETS['cpu']),
+        # One SGD step per learner step, as the Acme baselines take, so updates arrive on the
+        # same schedule for every method.
+        wpo_config=wpo.make_config('cpu', num_sgd_steps_per_step=1)),
     # The paper's Control Suite set at reference scale.
     'paper': Preset(
         tasks=('cartpole:swingup', 'walker:walk', 'cheetah:run', 'finger:spin', 'reacher:easy',
@@ -93,6 +102,11 @@ _EVAL_EPISODES = flags.DEFINE_integer('eval_episodes', None,
 _HIDDEN = flags.DEFINE_list('hidden_sizes', None,
                             'Hidden-layer sizes of every policy and critic, e.g. 256,256,256.')
 _BATCH = flags.DEFINE_integer('batch_size', None, 'Transitions per SGD step, every method.')
+_POLICY = flags.DEFINE_enum('policy', None, networks.POLICIES,
+                            'WPO\'s policy head; unset: the preset\'s, gaussian. MPO stays '
+                            'Gaussian (its loss needs one); SAC, TD3, D4PG keep their own.')
+_NUM_COMPONENTS = flags.DEFINE_integer(
+    'num_components', None, 'With --policy=mixture: its number of Gaussians, K (default 2).')
 _CHECKPOINT_MINUTES = flags.DEFINE_float('checkpoint_every_minutes', 5.0,
                                          'Wall-clock minutes between checkpoints of a run.')
 _PROGRESS = flags.DEFINE_bool('progress', False, 'Show a progress bar per run.')
@@ -159,6 +173,15 @@ def preset_from_flags() -> Preset:
     shared['batch_size'] = _BATCH.value
   if shared:
     changes['settings'] = dataclasses.replace(preset.settings, **shared)
+  head = {flag.name: flag.value for flag in (_POLICY, _NUM_COMPONENTS) if flag.present}
+  if head:
+    try:
+      changes['wpo_config'] = dataclasses.replace(preset.wpo_config, **head)
+    except ValueError as error:
+      raise UsageError(str(error)) from None
+    if _NUM_COMPONENTS.present and changes['wpo_config'].policy != 'mixture':
+      raise UsageError('--num_components is for mixture policies: add --policy=mixture, or '
+                       'drop --num_components.')
   return dataclasses.replace(preset, **changes)
 
 

@@ -2,7 +2,8 @@
 
   python -m experiments.run_wpo --env=cartpole:swingup --num_steps=100000 --workdir=/tmp/wpo
 
-With --distributed (and --num_actors, --ray_address, --reverb_port), the same run with replay,
+--policy=gaussian|mixture|tanh_gaussian (with --num_components for the mixture) picks the policy
+head. With --distributed (and --num_actors, --ray_address, --reverb_port), the same run with replay,
 learner, actors and evaluator as Ray processes: see experiments/distributed.py.
 
 Writes under --workdir: Acme CSV logs (logs/<label>/logs.csv for actor, learner, evaluator),
@@ -11,7 +12,12 @@ evaluation.mp4 (at the end, where a headless renderer exists), run.json (the run
 checkpoints/ (learner state, counts, replay). Re-running with the same --workdir resumes.
 """
 
+from agents import reverb_bind  # pylint: disable=g-bad-import-order
 from agents import video  # pylint: disable=g-bad-import-order
+if __name__ == '__main__':
+  # Re-runs this command with the wrapper that confines Reverb to one address; first, so that
+  # nothing heavy has been imported yet.
+  reverb_bind.ensure_preloaded()
 video.configure_headless_rendering()  # MUJOCO_GL must be set before dm_control is imported.
 
 import dataclasses  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -29,6 +35,7 @@ from agents import environments
 from agents import wpo
 from experiments import distributed
 from experiments import training
+from wpo_jax import networks
 
 _ENV = flags.DEFINE_string('env', 'cartpole:swingup', 'Control Suite task, domain:task.')
 _NUM_STEPS = flags.DEFINE_integer('num_steps', 100_000, 'Environment steps to train for.')
@@ -40,6 +47,10 @@ _PRESET = flags.DEFINE_enum('preset', 'default', sorted(wpo.PRESETS),
                             'WPO settings: "default" (reference scale) or "cpu" (2-core machine).')
 _OVERRIDES = flags.DEFINE_multi_string(
     'config', [], 'WPOConfig field override, name=value (repeatable), e.g. --config=batch_size=128.')
+_POLICY = flags.DEFINE_enum('policy', None, networks.POLICIES,
+                            'Policy head (WPOConfig.policy); unset: the preset\'s, gaussian.')
+_NUM_COMPONENTS = flags.DEFINE_integer(
+    'num_components', None, 'With --policy=mixture: its number of Gaussians, K (default 2).')
 _CHECKPOINT_MINUTES = flags.DEFINE_float('checkpoint_every_minutes', 5.0,
                                          'Wall-clock minutes between checkpoints.')
 _VIDEO = flags.DEFINE_bool('video', True, 'Render one evaluation episode to MP4 at the end.')
@@ -88,6 +99,17 @@ def parse_overrides(overrides) -> Dict[str, Any]:
   return parsed
 
 
+def config_overrides() -> Dict[str, Any]:
+  """WPOConfig fields from --config and from the named shortcuts --policy, --num_components."""
+  overrides = parse_overrides(_OVERRIDES.value)
+  for flag in (_POLICY, _NUM_COMPONENTS):
+    if flag.present:
+      if flag.name in overrides:
+        raise UsageError(f'--{flag.name} and --config={flag.name}=... are both given; use one.')
+      overrides[flag.name] = flag.value
+  return overrides
+
+
 def validate_flags() -> wpo.WPOConfig:
   """Checks every input and returns the agent config; raises UsageError before any work."""
   if not _WORKDIR.value:
@@ -105,9 +127,12 @@ def validate_flags() -> wpo.WPOConfig:
   if _CHECKPOINT_MINUTES.value <= 0:
     raise UsageError('--checkpoint_every_minutes must be > 0.')
   try:
-    config = wpo.make_config(_PRESET.value, **parse_overrides(_OVERRIDES.value))
+    config = wpo.make_config(_PRESET.value, **config_overrides())
   except ValueError as error:
     raise UsageError(str(error)) from None
+  if _NUM_COMPONENTS.present and config.policy != 'mixture':
+    raise UsageError(f'--num_components is for mixture policies, but the policy is '
+                     f'{config.policy!r}: add --policy=mixture, or drop --num_components.')
   validate_cluster_flags()
   workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))
   if os.path.exists(workdir) and not os.path.isdir(workdir):
@@ -146,6 +171,10 @@ def check_or_write_settings(workdir: str, settings: Dict[str, Any]) -> bool:
   if os.path.exists(path):
     with open(path) as f:
       previous = json.load(f)
+    # Fields added to WPOConfig after the run started ran with their defaults.
+    defaults = json.loads(json.dumps(dataclasses.asdict(wpo.WPOConfig())))
+    if isinstance(previous.get('config'), dict):
+      previous['config'] = {**defaults, **previous['config']}
     if previous != current:
       changed = sorted(k for k in set(previous) | set(current)
                        if previous.get(k) != current.get(k))

@@ -11,6 +11,7 @@ from acme.utils.loggers import csv as csv_logger
 import pytest
 
 from experiments import report
+from test_policy_heads import mixture_components_in_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
@@ -83,6 +84,8 @@ def test_reports_from_run_logs(tmp_path):
     ('--methods=wpo,ppo', "--methods: Unknown method 'ppo'; valid methods: wpo, mpo, sac, td3"),
     ('--tasks=cartpole:swingup,walker:wlak', "--tasks: Unknown task name 'walker:wlak'. Did you "
      "mean 'walker:walk'? Valid names: acrobot:swingup"),
+    ('--num_components=3', '--num_components is for mixture policies: add --policy=mixture'),
+    ('--policy=beta', 'gaussian|mixture|tanh_gaussian'),
 ])
 def test_bad_input_fails_before_anything_runs(tmp_path, flag, message):
   workdir = tmp_path / 'comparison'
@@ -90,6 +93,17 @@ def test_bad_input_fails_before_anything_runs(tmp_path, flag, message):
   assert result.returncode != 0
   assert message in result.stderr
   assert not workdir.exists()
+
+
+def test_policy_flag_gives_wpo_its_head_and_keeps_mpo_gaussian(tmp_path):
+  workdir = tmp_path / 'comparison'
+  result = _compare(workdir, '--preset=smoke', '--methods=wpo,mpo', '--policy=mixture',
+                    '--num_components=3')
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  runs = workdir / 'runs' / 'cartpole-swingup'
+  assert mixture_components_in_checkpoint(runs / 'wpo' / 'seed_0') == 3
+  assert mixture_components_in_checkpoint(runs / 'mpo' / 'seed_0') == 0
+  _check_smoke_outputs(workdir, ['wpo', 'mpo'])
 
 
 def _done_times(workdir):

@@ -17,6 +17,7 @@ import uuid
 import psutil
 import pytest
 
+from test_policy_heads import mixture_components_in_checkpoint
 from test_run_wpo import TINY  # Same tiny networks as the local launcher tests.
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -101,10 +102,14 @@ def _actor_rows(workdir, index):
 
 def test_two_actors_complete_the_budget_and_leave_no_process(tmp_path):
   workdir = str(tmp_path / 'run')
-  launch = Launch(workdir, '--num_actors=2', '--num_steps=4000', '--eval_every=2000')
+  # A mixture head: --policy reaches the learner and the actors on other processes.
+  launch = Launch(workdir, '--num_actors=2', '--num_steps=4000', '--eval_every=2000',
+                  '--policy=mixture', '--num_components=3')
   launch.check_exits_cleanly()
-  # Started on loopback: Ray's GCS and the Reverb address handed to the actors.
+  # Started on loopback: Ray's GCS and the Reverb address handed to the actors, the only
+  # address Reverb listens on.
   assert 'Ray 127.0.0.1:' in launch.output and 'Reverb 127.0.0.1:' in launch.output
+  assert '(listening on 127.0.0.1)' in launch.output
 
   totals = _json(workdir, 'logs', 'counter', 'totals.json')
   counts = totals['counts']
@@ -123,6 +128,7 @@ def test_two_actors_complete_the_budget_and_leave_no_process(tmp_path):
   manifest = _json(workdir, 'checkpoints', 'manifest.json')
   assert manifest['counts']['actor_steps'] == counts['actor_steps']
   assert os.path.exists(os.path.join(workdir, 'learning_curve.png'))
+  assert mixture_components_in_checkpoint(workdir) == 3
 
 
 @pytest.mark.slow

@@ -1,10 +1,18 @@
 """Policy heads (gaussian, mixture, tanh_gaussian) through networks, the learner and the agent."""
 
+import csv
+import json
+import os
+import subprocess
+import sys
+
+from flax import serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from test_run_wpo import launch
 from wpo_jax import distributions
 from wpo_jax import learning
 from wpo_jax import networks
@@ -126,28 +134,39 @@ def test_launcher_config_flag_selects_the_policy_head():
     wpo.make_config('cpu', **run_wpo.parse_overrides(['policy=beta']))
 
 
-_MIXTURE_ON_CARTPOLE = pytest.mark.xfail(
-    strict=False,
-    reason='Seen on seed 0: the untrained mixture\'s mode is its spread component at ±0.5, a '
-    'constant push worth ~152 on swingup, and the trained mode stayed at 130-230 (30-40k steps) '
-    'while its sampled returns reached ~200: no reliable +50 within this budget.')
+def mixture_components_in_checkpoint(workdir) -> int:
+  """K of the mixture head in a run's last learner checkpoint (0 for a head with no logits)."""
+  directory = os.path.join(str(workdir), 'checkpoints')
+  with open(os.path.join(directory, 'manifest.json')) as f:
+    learner_file = json.load(f)['learner']
+  with open(os.path.join(directory, learner_file), 'rb') as f:
+    state = serialization.msgpack_restore(f.read())
+  policy = state['params']['policy']['params']
+  return policy['logits']['bias'].shape[-1] if 'logits' in policy else 0
+
+
+def test_policy_flags_select_the_head_of_a_local_run(tmp_path):
+  """`--policy=mixture --num_components=3` trains a 3-component mixture end to end."""
+  workdir = tmp_path / 'run'
+  result = launch(str(workdir), '--policy=mixture', '--num_components=3', '--num_steps=1500',
+                  '--eval_every=1500')
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  assert mixture_components_in_checkpoint(workdir) == 3
+  with open(workdir / 'run.json') as f:
+    config = json.load(f)['config']
+  assert (config['policy'], config['num_components']) == ('mixture', 3)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('policy', [
-    'gaussian', 'tanh_gaussian', pytest.param('mixture', marks=_MIXTURE_ON_CARTPOLE)])
+@pytest.mark.parametrize('policy', networks.POLICIES)
 def test_control_suite_run_improves_on_the_untrained_policy(policy, tmp_path):
   """cartpole:swingup, 20k steps of the cpu preset: the best evaluation after training beats the
-  untrained policy's (Gaussian and tanh-Gaussian: about 0–1) by 50."""
-  import csv  # pylint: disable=g-import-not-at-top
-  import os  # pylint: disable=g-import-not-at-top
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
+  untrained policy's (every head's untrained mode acts near 0: a return of about 0–1) by 50."""
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   workdir = tmp_path / policy
   result = subprocess.run(
       [sys.executable, '-m', 'experiments.run_wpo', '--env=cartpole:swingup', '--preset=cpu',
-       f'--config=policy={policy}', '--num_steps=20000', '--eval_every=10000',
+       f'--policy={policy}', '--num_steps=20000', '--eval_every=10000',
        '--eval_episodes=2', '--progress=false', '--video=false', f'--workdir={workdir}'],
       cwd=repo, capture_output=True, text=True, timeout=3600)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -19,7 +19,7 @@ TINY = ['--preset=cpu', '--config=policy_layers=32,32', '--config=critic_layers=
         '--video=false']
 
 
-def _launch(workdir, *flags, wait=True):
+def launch(workdir, *flags, wait=True):
   command = [sys.executable, '-m', 'experiments.run_wpo', '--env=cartpole:swingup',
              f'--workdir={workdir}', *TINY, *flags]
   if not wait:
@@ -43,7 +43,7 @@ def _manifest(workdir):
 
 def test_local_run_writes_logs_curve_and_checkpoint(tmp_path):
   workdir = str(tmp_path / 'run')
-  result = _launch(workdir, '--num_steps=2000', '--eval_every=1000')
+  result = launch(workdir, '--num_steps=2000', '--eval_every=1000')
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
   evaluator = _rows(workdir, 'evaluator')
@@ -65,7 +65,7 @@ def test_local_run_writes_logs_curve_and_checkpoint(tmp_path):
 
 def test_resume_after_sigkill_continues_counters_and_policy(tmp_path):
   workdir = str(tmp_path / 'run')
-  process = _launch(workdir, '--num_steps=8000', '--eval_every=1000',
+  process = launch(workdir, '--num_steps=8000', '--eval_every=1000',
                     '--checkpoint_every_minutes=0.0001', wait=False)
   deadline = time.time() + 300
   while time.time() < deadline:
@@ -81,7 +81,7 @@ def test_resume_after_sigkill_continues_counters_and_policy(tmp_path):
   killed_at = _manifest(workdir)
   evaluations_before = len(_rows(workdir, 'evaluator'))
 
-  result = _launch(workdir, '--num_steps=8000', '--eval_every=1000',
+  result = launch(workdir, '--num_steps=8000', '--eval_every=1000',
                    '--checkpoint_every_minutes=0.0001')
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   evaluator = _rows(workdir, 'evaluator')
@@ -104,12 +104,36 @@ def test_resume_after_sigkill_continues_counters_and_policy(tmp_path):
 
 def test_bad_input_fails_before_any_work(tmp_path):
   workdir = tmp_path / 'run'
-  result = _launch(str(workdir), '--env=cartpole:swingupp', '--num_steps=10')
+  result = launch(str(workdir), '--env=cartpole:swingupp', '--num_steps=10')
   assert result.returncode != 0
   assert "Did you mean 'cartpole:swingup'" in result.stderr + result.stdout
   assert not workdir.exists()
-  result = _launch(str(workdir), '--config=batch_size=0')
+  result = launch(str(workdir), '--config=batch_size=0')
   assert result.returncode != 0 and 'batch_size' in result.stderr
-  result = _launch(str(workdir), '--config=no_such_field=1')
+  result = launch(str(workdir), '--config=no_such_field=1')
   assert result.returncode != 0 and 'no_such_field' in result.stderr
+  result = launch(str(workdir), '--num_components=3')
+  assert result.returncode != 0 and 'add --policy=mixture' in result.stderr
+  result = launch(str(workdir), '--policy=mixture', '--config=policy=mixture')
+  assert result.returncode != 0 and '--policy and --config=policy=... are both' in result.stderr
+  result = launch(str(workdir), '--policy=beta')
+  assert result.returncode != 0 and 'gaussian|mixture|tanh_gaussian' in result.stderr
   assert not workdir.exists()
+
+
+def test_resume_accepts_a_run_json_from_before_a_config_field_existed(tmp_path):
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from agents import wpo  # pylint: disable=g-import-not-at-top
+  from experiments import run_wpo  # pylint: disable=g-import-not-at-top
+  settings = {'env': 'cartpole:swingup', 'seed': 0, 'preset': 'cpu',
+              'config': dataclasses.asdict(wpo.make_config('cpu'))}
+  assert run_wpo.check_or_write_settings(str(tmp_path), settings) is False  # Fresh: written.
+  with open(tmp_path / 'run.json') as f:
+    written = json.load(f)
+  del written['config']['num_components']  # As written before the field was added.
+  with open(tmp_path / 'run.json', 'w') as f:
+    json.dump(written, f)
+  assert run_wpo.check_or_write_settings(str(tmp_path), settings) is True
+  changed = dict(settings, config=dataclasses.asdict(wpo.make_config('cpu', num_components=3)))
+  with pytest.raises(run_wpo.UsageError, match=r"different settings \(\['config'\]\)"):
+    run_wpo.check_or_write_settings(str(tmp_path), changed)

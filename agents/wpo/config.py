@@ -92,14 +92,18 @@ class WPOConfig(learning.LearnerConfig):
 
 
 # CPU-friendly settings for a 2-core machine: smaller networks and fewer action samples make an
-# SGD step several times cheaper than the paper-scale defaults.
+# SGD step several times cheaper than the paper-scale defaults, and that saving buys a higher
+# replay ratio (0.5 SGD steps per environment step, against the reference's 0.25), which is what
+# sample efficiency within 100k steps needs; fusing 4 SGD steps per call halves the per-step
+# overhead of the Python loop.
 PRESETS = {
     'default': WPOConfig(),
     'cpu': WPOConfig(
         num_action_samples=8,
         policy_layers=(256, 256),
         critic_layers=(256, 256),
-        samples_per_insert=32.0,
+        samples_per_insert=128.0,
+        num_sgd_steps_per_step=4,
     ),
 }
 
