@@ -7,6 +7,7 @@ tests can tell this launch's processes from anyone else's and check that none ou
 import csv
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -195,6 +196,9 @@ def test_joins_a_two_node_cluster_and_spreads_the_actors(tmp_path, monkeypatch):
   finally:
     cluster.shutdown()
   assert_no_processes_left(tag)
+  # The replay worker, started by a cluster that is not the launcher's, still gets the bind
+  # wrapper (through its runtime_env): Reverb listens on the address the actors use, only.
+  assert re.search(r'Reverb ([0-9.]+):\d+ \(listening on \1\)', launch.output), launch.output
   nodes = {name: _json(workdir, 'processes', f'{name}.json')['node_id']
            for name in ('learner', 'replay', 'counter', 'evaluator', 'actor_0', 'actor_1')}
   # Learner, replay, counter and evaluator share the launcher's node; actors fill both nodes.
