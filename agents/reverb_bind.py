@@ -111,7 +111,8 @@ def listening_addresses(port: int) -> Set[str]:
     with open(table) as f:
       next(f)
       for line in f:
-        local, state = line.split()[1], line.split()[3]
+        fields = line.split()
+        local, state = fields[1], fields[3]
         address_hex, port_hex = local.split(':')
         if state != _LISTEN_STATE or int(port_hex, 16) != port or len(address_hex) != width:
           continue

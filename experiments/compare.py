@@ -38,9 +38,9 @@ from agents import baselines
 from agents import checkpointing
 from agents import environments
 from agents import wpo
+from experiments import policy_flags
 from experiments import report
 from experiments import training
-from wpo_jax import networks
 
 DONE = 'DONE'
 
@@ -102,11 +102,6 @@ _EVAL_EPISODES = flags.DEFINE_integer('eval_episodes', None,
 _HIDDEN = flags.DEFINE_list('hidden_sizes', None,
                             'Hidden-layer sizes of every policy and critic, e.g. 256,256,256.')
 _BATCH = flags.DEFINE_integer('batch_size', None, 'Transitions per SGD step, every method.')
-_POLICY = flags.DEFINE_enum('policy', None, networks.POLICIES,
-                            'WPO\'s policy head; unset: the preset\'s, gaussian. MPO stays '
-                            'Gaussian (its loss needs one); SAC, TD3, D4PG keep their own.')
-_NUM_COMPONENTS = flags.DEFINE_integer(
-    'num_components', None, 'With --policy=mixture: its number of Gaussians, K (default 2).')
 _CHECKPOINT_MINUTES = flags.DEFINE_float('checkpoint_every_minutes', 5.0,
                                          'Wall-clock minutes between checkpoints of a run.')
 _PROGRESS = flags.DEFINE_bool('progress', False, 'Show a progress bar per run.')
@@ -173,15 +168,10 @@ def preset_from_flags() -> Preset:
     shared['batch_size'] = _BATCH.value
   if shared:
     changes['settings'] = dataclasses.replace(preset.settings, **shared)
-  head = {flag.name: flag.value for flag in (_POLICY, _NUM_COMPONENTS) if flag.present}
-  if head:
-    try:
-      changes['wpo_config'] = dataclasses.replace(preset.wpo_config, **head)
-    except ValueError as error:
-      raise UsageError(str(error)) from None
-    if _NUM_COMPONENTS.present and changes['wpo_config'].policy != 'mixture':
-      raise UsageError('--num_components is for mixture policies: add --policy=mixture, or '
-                       'drop --num_components.')
+  try:
+    changes['wpo_config'] = policy_flags.apply(preset.wpo_config)
+  except ValueError as error:
+    raise UsageError(str(error)) from None
   return dataclasses.replace(preset, **changes)
 
 
@@ -222,12 +212,8 @@ def run_settings(preset: Preset, method: str, task: str, seed: int) -> Dict[str,
 
 def _check_existing(run: Run, settings: Dict[str, Any]) -> None:
   """A run directory from an earlier call must have been made with the same settings."""
-  try:
-    with open(os.path.join(run.directory, report.RUN_SETTINGS)) as f:
-      previous = json.load(f)
-  except FileNotFoundError:
-    return
-  changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
+  changed = training.changed_settings(os.path.join(run.directory, report.RUN_SETTINGS), settings,
+                                      'wpo_config')
   if changed:
     raise UsageError(f'{run.directory} holds a run with different settings ({changed}); use a '
                      'new --workdir, or the preset and flags that made it.')

@@ -34,8 +34,8 @@ from agents import baselines
 from agents import environments
 from agents import wpo
 from experiments import distributed
+from experiments import policy_flags
 from experiments import training
-from wpo_jax import networks
 
 _ENV = flags.DEFINE_string('env', 'cartpole:swingup', 'Control Suite task, domain:task.')
 _NUM_STEPS = flags.DEFINE_integer('num_steps', 100_000, 'Environment steps to train for.')
@@ -47,10 +47,6 @@ _PRESET = flags.DEFINE_enum('preset', 'default', sorted(wpo.PRESETS),
                             'WPO settings: "default" (reference scale) or "cpu" (2-core machine).')
 _OVERRIDES = flags.DEFINE_multi_string(
     'config', [], 'WPOConfig field override, name=value (repeatable), e.g. --config=batch_size=128.')
-_POLICY = flags.DEFINE_enum('policy', None, networks.POLICIES,
-                            'Policy head (WPOConfig.policy); unset: the preset\'s, gaussian.')
-_NUM_COMPONENTS = flags.DEFINE_integer(
-    'num_components', None, 'With --policy=mixture: its number of Gaussians, K (default 2).')
 _CHECKPOINT_MINUTES = flags.DEFINE_float('checkpoint_every_minutes', 5.0,
                                          'Wall-clock minutes between checkpoints.')
 _VIDEO = flags.DEFINE_bool('video', True, 'Render one evaluation episode to MP4 at the end.')
@@ -99,17 +95,6 @@ def parse_overrides(overrides) -> Dict[str, Any]:
   return parsed
 
 
-def config_overrides() -> Dict[str, Any]:
-  """WPOConfig fields from --config and from the named shortcuts --policy, --num_components."""
-  overrides = parse_overrides(_OVERRIDES.value)
-  for flag in (_POLICY, _NUM_COMPONENTS):
-    if flag.present:
-      if flag.name in overrides:
-        raise UsageError(f'--{flag.name} and --config={flag.name}=... are both given; use one.')
-      overrides[flag.name] = flag.value
-  return overrides
-
-
 def validate_flags() -> wpo.WPOConfig:
   """Checks every input and returns the agent config; raises UsageError before any work."""
   if not _WORKDIR.value:
@@ -126,13 +111,14 @@ def validate_flags() -> wpo.WPOConfig:
       raise UsageError(f'--{flag.name}={value} is invalid: it must be >= {minimum}.')
   if _CHECKPOINT_MINUTES.value <= 0:
     raise UsageError('--checkpoint_every_minutes must be > 0.')
+  overrides = parse_overrides(_OVERRIDES.value)
+  both = sorted(set(overrides) & set(policy_flags.given()))
+  if both:
+    raise UsageError(f'--{both[0]} and --config={both[0]}=... are both given; use one.')
   try:
-    config = wpo.make_config(_PRESET.value, **config_overrides())
+    config = policy_flags.apply(wpo.make_config(_PRESET.value, **overrides))
   except ValueError as error:
     raise UsageError(str(error)) from None
-  if _NUM_COMPONENTS.present and config.policy != 'mixture':
-    raise UsageError(f'--num_components is for mixture policies, but the policy is '
-                     f'{config.policy!r}: add --policy=mixture, or drop --num_components.')
   validate_cluster_flags()
   workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))
   if os.path.exists(workdir) and not os.path.isdir(workdir):
@@ -167,24 +153,16 @@ def run_settings(config: wpo.WPOConfig) -> Dict[str, Any]:
 def check_or_write_settings(workdir: str, settings: Dict[str, Any]) -> bool:
   """Writes run.json on a fresh run; on resume refuses settings that differ. Returns resuming."""
   path = os.path.join(workdir, 'run.json')
-  current = json.loads(json.dumps(settings))  # Tuples become lists, as in the file.
-  if os.path.exists(path):
-    with open(path) as f:
-      previous = json.load(f)
-    # Fields added to WPOConfig after the run started ran with their defaults.
-    defaults = json.loads(json.dumps(dataclasses.asdict(wpo.WPOConfig())))
-    if isinstance(previous.get('config'), dict):
-      previous['config'] = {**defaults, **previous['config']}
-    if previous != current:
-      changed = sorted(k for k in set(previous) | set(current)
-                       if previous.get(k) != current.get(k))
-      raise UsageError(f'--workdir={workdir} holds a run with different settings ({changed}); '
-                       'use a new --workdir, or the same --env/--seed/--preset/--config to '
-                       'resume it.')
+  changed = training.changed_settings(path, settings, 'config')
+  if changed:
+    raise UsageError(f'--workdir={workdir} holds a run with different settings ({changed}); '
+                     'use a new --workdir, or the same --env/--seed/--preset/--config to '
+                     'resume it.')
+  if changed is not None:
     return True
   os.makedirs(workdir, exist_ok=True)
   with open(path, 'w') as f:
-    json.dump(current, f, indent=1)
+    json.dump(json.loads(json.dumps(settings)), f, indent=1)
   return False
 
 

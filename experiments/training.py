@@ -8,9 +8,10 @@ through exactly the same code.
 """
 
 import dataclasses
+import json
 import os
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from absl import logging
 from acme import specs
@@ -34,8 +35,8 @@ COUNT_KEYS = ('actor_steps', 'actor_episodes', 'learner_steps', 'learner_walltim
               'evaluator_steps', 'evaluator_episodes')
 # Evaluation environments use seeds far from the training ones.
 EVAL_SEED_OFFSET = 1_000_003
-LOOPBACK = '127.0.0.1'  # The in-process Reverb server's only address.
 VIDEO_SEED_OFFSET = 2_000_003
+LOOPBACK = '127.0.0.1'  # The in-process Reverb server's address.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +89,25 @@ class _ProgressLogger(loggers.Logger):
     self._inner.close()
 
 
+def changed_settings(path: str, settings: Dict[str, Any],
+                     config_key: str) -> Optional[List[str]]:
+  """The top-level keys in which `settings` differ from the run.json at `path`; None if absent.
+
+  The WPOConfig stored under `config_key` is completed with the defaults of fields added since it
+  was written: the run used those defaults.
+  """
+  try:
+    with open(path) as f:
+      previous = json.load(f)
+  except FileNotFoundError:
+    return None
+  current = json.loads(json.dumps(settings))  # Tuples become lists, as in the file.
+  if isinstance(previous.get(config_key), dict):
+    defaults = json.loads(json.dumps(dataclasses.asdict(wpo.WPOConfig())))
+    previous[config_key] = {**defaults, **previous[config_key]}
+  return sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+
+
 def train(make_parts: Callable[[specs.EnvironmentSpec, Callable[[], Any]], baselines.AgentParts],
           task: str, seed: int, workdir: str, schedule: Schedule,
           title: Optional[str] = None) -> Dict[str, Any]:
@@ -115,8 +135,8 @@ def train(make_parts: Callable[[specs.EnvironmentSpec, Callable[[], Any]], basel
   builder = parts.builder
   checkpointer = checkpointing.RunCheckpointer(os.path.join(workdir, 'checkpoints'))
 
-  # Reverb listens on loopback only (agents.reverb_bind); the server reloads the newest replay
-  # checkpoint in the directory on start.
+  # Reverb listens on loopback only where agents.reverb_bind's wrapper is preloaded (the launchers
+  # see to it); the server reloads the newest replay checkpoint in the directory on start.
   server = reverb_bind.start_server(builder.make_replay_tables(spec), LOOPBACK,
                                     checkpointer=checkpointer.replay_checkpointer())
   try:
