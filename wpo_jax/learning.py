@@ -130,23 +130,27 @@ class LearnerConfig:
            f'< action_maximum ({self.action_maximum})', self.action_minimum)
 
 
-def global_norm(tree: Params) -> jax.Array:
-  """√(Σ x²) over every leaf (optax renamed its version across releases)."""
-  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(tree)))
+global_norm = optax.global_norm  # √(Σ x²) over every leaf of a pytree.
 
 
-def _clip_by_global_norm(grads: Params, max_norm: Optional[float]) -> Tuple[Params, jax.Array]:
-  """Returns the (clipped) gradients and their norm before clipping."""
-  norm = global_norm(grads)
-  if max_norm is None:
-    return grads, norm
-  scale = jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-12))
-  return jax.tree_util.tree_map(lambda g: g * scale, grads), norm
+def _clip_each(max_norm: Optional[float]) -> optax.GradientTransformation:
+  """Clips one network's (or the duals') gradients to global norm `max_norm`; None: no clip."""
+  return optax.identity() if max_norm is None else optax.clip_by_global_norm(max_norm)
 
 
-def _periodic_copy(online: Params, target: Params, steps: jax.Array, period: int) -> Params:
-  copy = (steps % period) == 0
-  return jax.tree_util.tree_map(lambda o, t: jnp.where(copy, o, t), online, target)
+def per_network_clip(max_norm: Optional[float]) -> optax.GradientTransformation:
+  """Clips the policy's and the critic's gradients (a `WPOParams`) separately to `max_norm`.
+
+  Stateless, and kept apart from Adam so that `TrainingState.opt_state` (and so the checkpoint
+  format) is Adam's state alone.
+  """
+  clip = _clip_each(max_norm)
+  return optax.multi_transform({'policy': clip, 'critic': clip},
+                               WPOParams(policy='policy', critic='critic'))
+
+
+def _stateless_update(transform: optax.GradientTransformation, updates: Params) -> Params:
+  return transform.update(updates, transform.init(updates))[0]
 
 
 class PolicyImprovement(NamedTuple):
@@ -183,6 +187,8 @@ def make_learner(networks: networks_lib.WPONetworks, action_dim: int,
   """
   optimizer = optax.adam(config.learning_rate)
   dual_optimizer = optax.adam(config.dual_learning_rate)
+  network_clip = per_network_clip(config.max_grad_norm)
+  dual_clip = _clip_each(config.max_grad_norm)
   num_samples = config.num_action_samples
 
   def critic_input(actions):
@@ -280,10 +286,9 @@ def make_learner(networks: networks_lib.WPONetworks, action_dim: int,
     (loss, metrics), (grads, dual_grads) = jax.value_and_grad(loss_fn, has_aux=True)(
         trainable, state.target_params, batch, step_key)
 
-    policy_grads, policy_norm = _clip_by_global_norm(grads.policy, config.max_grad_norm)
-    critic_grads, critic_norm = _clip_by_global_norm(grads.critic, config.max_grad_norm)
-    dual_grads, _ = _clip_by_global_norm(dual_grads, config.max_grad_norm)
-    grads = (WPOParams(policy_grads, critic_grads), dual_grads)
+    policy_norm, critic_norm = global_norm(grads.policy), global_norm(grads.critic)
+    grads = (_stateless_update(network_clip, grads),
+             _stateless_update(dual_clip, dual_grads))
 
     params_opt_state, dual_opt_state = state.opt_state
     updates, params_opt_state = optimizer.update(grads[0], params_opt_state, state.params)
@@ -293,8 +298,8 @@ def make_learner(networks: networks_lib.WPONetworks, action_dim: int,
     dual_params = optax.apply_updates(state.dual_params, dual_updates)
     opt_state = (params_opt_state, dual_opt_state)
     steps = state.steps + 1
-    target_params = _periodic_copy(params, state.target_params, steps,
-                                   config.target_update_period)
+    target_params = optax.periodic_update(params, state.target_params, steps,
+                                          config.target_update_period)
 
     metrics.update(
         loss=loss,
