@@ -12,16 +12,19 @@ Valid names are `domain:task` pairs: the 28 Control Suite benchmark tasks, the h
 tasks (`TASKS`), plus whatever was added with `register_task`. Names are checked before anything
 is loaded, so a typo fails at once with a suggestion and the list of valid names.
 
-The wrappers are written here (not taken from acme.wrappers) so this module imports no Acme.
+Acme's wrappers do the canonical action box and single precision; the flattening (spec order)
+and the combined humanoid are written here, as dm-acme 0.4.0 has no equivalent.
 """
 
 import difflib
-from typing import Any, Callable, Dict, Mapping, Tuple
+from typing import Callable, Dict, Mapping, Tuple
 
 import dm_env
 from dm_env import specs
 import numpy as np
 
+from acme.wrappers import canonical_spec
+from acme.wrappers import single_precision
 from dm_control import suite
 
 # Builds a raw environment from a seed. Its observation may be a dict of arrays or one array and
@@ -97,47 +100,8 @@ def make_environment(name: str, seed: int) -> dm_env.Environment:
   validate_task_name(name)
   constructor = _REGISTRY.get(name)
   environment = constructor(seed) if constructor is not None else _load_suite_task(name, seed)
-  return CanonicalActionWrapper(FlatObservationWrapper(environment))
-
-
-class _Wrapper(dm_env.Environment):
-  """Forwards everything to the wrapped environment; subclasses change what they need."""
-
-  def __init__(self, environment: dm_env.Environment):
-    self._environment = environment
-
-  def reset(self) -> dm_env.TimeStep:
-    return self._environment.reset()
-
-  def step(self, action) -> dm_env.TimeStep:
-    return self._environment.step(action)
-
-  def observation_spec(self):
-    return self._environment.observation_spec()
-
-  def action_spec(self):
-    return self._environment.action_spec()
-
-  def reward_spec(self):
-    return self._environment.reward_spec()
-
-  def discount_spec(self):
-    return self._environment.discount_spec()
-
-  @property
-  def environment(self) -> dm_env.Environment:
-    """The wrapped environment."""
-    return self._environment
-
-  def close(self):
-    return self._environment.close()
-
-  def __getattr__(self, name: str) -> Any:
-    # Reached only for attributes this class lacks (e.g. `physics`); guard `_environment` itself
-    # so that a half-built wrapper raises AttributeError instead of recursing.
-    if name == '_environment':
-      raise AttributeError(name)
-    return getattr(self._environment, name)
+  # Canonical actions inside single precision, so the rescale sees the task's float64 bounds.
+  return FlatObservationWrapper(CanonicalActionWrapper(environment))
 
 
 def _spec_leaves(spec) -> Tuple[specs.Array, ...]:
@@ -147,13 +111,15 @@ def _spec_leaves(spec) -> Tuple[specs.Array, ...]:
   return (spec,)
 
 
-class FlatObservationWrapper(_Wrapper):
-  """Observation dict (or array) -> one float32 vector [O], O = total size of all entries.
+class FlatObservationWrapper(single_precision.SinglePrecisionWrapper):
+  """Acme's single precision, with the observation dict (or array) as one float32 vector [O].
 
   Entries are concatenated in the order of the observation spec, each flattened (scalars become
   one element, e.g. manipulator's `arm_pos` [8, 2] becomes 16), so a given task always lays its
-  features out the same way. Reward and discount become float32 (Reverb tables built from the
-  spec require matching dtypes, and mixed float32/float64 would not match).
+  features out the same way. Acme's `ConcatObservationWrapper` is not used: it orders entries by
+  sorted key (dm-tree), which would permute the inputs of networks trained by earlier runs, and
+  it accepts 1-D entries only. Rewards, discounts and their specs become float32 (Acme's
+  `SinglePrecisionWrapper`; Reverb tables built from the spec need matching dtypes).
   """
 
   def __init__(self, environment: dm_env.Environment):
@@ -172,64 +138,36 @@ class FlatObservationWrapper(_Wrapper):
       parts = tuple(observation[key] for key in self._keys)
     return np.concatenate([np.asarray(p, dtype=np.float32).reshape(-1) for p in parts])
 
-  def _convert(self, timestep: dm_env.TimeStep) -> dm_env.TimeStep:
-    # The first step of an episode has no reward (None); keep it that way.
-    reward = None if timestep.reward is None else np.float32(timestep.reward)
-    discount = None if timestep.discount is None else np.float32(timestep.discount)
-    return timestep._replace(observation=self._flatten(timestep.observation), reward=reward,
-                             discount=discount)
-
-  def reset(self) -> dm_env.TimeStep:
-    return self._convert(self._environment.reset())
-
-  def step(self, action) -> dm_env.TimeStep:
-    return self._convert(self._environment.step(action))
+  def _convert_timestep(self, timestep: dm_env.TimeStep) -> dm_env.TimeStep:
+    timestep = super()._convert_timestep(timestep)
+    return timestep._replace(observation=self._flatten(timestep.observation))
 
   def observation_spec(self) -> specs.Array:
     return self._observation_spec
 
-  def reward_spec(self) -> specs.Array:
-    spec = self._environment.reward_spec()
-    return specs.Array(spec.shape, np.float32, name=spec.name)
 
-  def discount_spec(self) -> specs.BoundedArray:
-    spec = self._environment.discount_spec()
-    return specs.BoundedArray(spec.shape, np.float32, minimum=0.0, maximum=1.0, name=spec.name)
+class CanonicalActionWrapper(canonical_spec.CanonicalSpecWrapper):
+  """Acme's canonical action spec: actions in [-1, 1], clipped to it and mapped linearly onto the
+  wrapped bounds [low, high]: a_env = low + (a + 1) / 2 · (high − low).
 
-
-class CanonicalActionWrapper(_Wrapper):
-  """Exposes actions in [-1, 1] (float32) and maps them onto the wrapped bounds [low, high].
-
-  a_env = low + (a + 1) / 2 · (high − low), clipped to [low, high] so that an out-of-box action
-  (e.g. an unsquashed policy sample) never reaches the simulator. Bounds may differ per dimension
-  but must be finite: an unbounded action cannot be rescaled.
+  The clip keeps an out-of-box action (e.g. an unsquashed policy sample) from the simulator.
+  Actions are cast to the wrapped dtype first, so that the rescale runs in float64 for the
+  Control Suite, not in the policy's float32. Bounds may differ per dimension but must be finite:
+  an unbounded action cannot be rescaled. The spec keeps the wrapped dtype
+  (`FlatObservationWrapper` makes it float32).
   """
 
   def __init__(self, environment: dm_env.Environment):
-    super().__init__(environment)
     spec = environment.action_spec()
     if not isinstance(spec, specs.BoundedArray):
       raise ValueError(f'Action spec must be a BoundedArray, got {spec!r}.')
-    # Broadcast to the full shape: suites often give scalar bounds for a vector action.
-    self._low = np.broadcast_to(spec.minimum, spec.shape).astype(np.float64)
-    self._high = np.broadcast_to(spec.maximum, spec.shape).astype(np.float64)
-    if not (np.all(np.isfinite(self._low)) and np.all(np.isfinite(self._high))):
+    if not (np.all(np.isfinite(spec.minimum)) and np.all(np.isfinite(spec.maximum))):
       raise ValueError(f'Action bounds must be finite to rescale them, got {spec!r}.')
+    super().__init__(environment, clip=True)
     self._wrapped_dtype = spec.dtype
-    self._action_spec = specs.BoundedArray(
-        spec.shape, np.float32, minimum=-1.0, maximum=1.0, name=spec.name)
-
-  def _rescale(self, action) -> np.ndarray:
-    """[A] action in [-1, 1] -> [A] action in the wrapped bounds, in the wrapped dtype."""
-    action = np.asarray(action, dtype=np.float64)
-    scaled = self._low + (action + 1.0) * 0.5 * (self._high - self._low)
-    return np.clip(scaled, self._low, self._high).astype(self._wrapped_dtype)
 
   def step(self, action) -> dm_env.TimeStep:
-    return self._environment.step(self._rescale(action))
-
-  def action_spec(self) -> specs.BoundedArray:
-    return self._action_spec
+    return super().step(np.asarray(action, dtype=self._wrapped_dtype))
 
 
 class CombinedEnvironment(dm_env.Environment):

@@ -130,7 +130,7 @@ class LearnerConfig:
            f'< action_maximum ({self.action_maximum})', self.action_minimum)
 
 
-global_norm = optax.global_norm  # √(Σ x²) over every leaf of a pytree.
+global_norm = optax.tree.norm  # √(Σ x²) over every leaf (optax.global_norm is deprecated).
 
 
 def _clip_each(max_norm: Optional[float]) -> optax.GradientTransformation:

@@ -6,6 +6,7 @@ Every function here is pure and shape-polymorphic over leading axes. Shapes in d
 
 from typing import Any, Callable, NamedTuple, Optional, Tuple
 
+import chex
 import jax
 import jax.flatten_util
 import jax.numpy as jnp
@@ -33,6 +34,7 @@ def wpo_surrogate(log_prob_fn: Callable[[jax.Array], jax.Array],
   Returns:
     A scalar; minimise it to follow the WPO direction.
   """
+  chex.assert_equal_shape([actions, dq_da])
   actions = jax.lax.stop_gradient(actions)
   dq_da = jax.lax.stop_gradient(dq_da)
   log_probs, log_prob_vjp = jax.vjp(log_prob_fn, actions)
@@ -67,6 +69,7 @@ def gaussian_natural_gradient_scaling(
   Returns:
     (mean, stddev) with identical values and rescaled backward passes.
   """
+  chex.assert_equal_shape([mean, stddev])
   variance = jnp.square(stddev)
   if weight is not None:
     variance = variance / weight
@@ -158,6 +161,7 @@ def decoupled_gaussian_kl(target_mean: jax.Array, target_stddev: jax.Array,
   Returns:
     DecoupledKL with `mean` and `stddev` fields of shape [..., D].
   """
+  chex.assert_equal_shape([target_mean, target_stddev, online_mean, online_stddev])
   target_mean = jax.lax.stop_gradient(target_mean)
   target_stddev = jax.lax.stop_gradient(target_stddev)
   kl_mean = jnp.square(online_mean - target_mean) / (2.0 * jnp.square(target_stddev))
@@ -175,6 +179,7 @@ def categorical_kl(target_logits: jax.Array, online_logits: jax.Array) -> jax.Ar
   Returns:
     [...] non-negative KL values.
   """
+  chex.assert_equal_shape([target_logits, online_logits])
   target_log_weights = jax.nn.log_softmax(jax.lax.stop_gradient(target_logits), axis=-1)
   online_log_weights = jax.nn.log_softmax(online_logits, axis=-1)
   return jnp.sum(jnp.exp(target_log_weights) * (target_log_weights - online_log_weights),
@@ -195,6 +200,7 @@ def fixed_kl_penalty(kl: DecoupledKL, weight_mean: float, weight_stddev: float) 
     kl: DecoupledKL with fields [..., D].
     weight_mean, weight_stddev: non-negative scalars.
   """
+  chex.assert_equal_shape([kl.mean, kl.stddev])
   loss = (weight_mean * jnp.mean(jnp.sum(kl.mean, axis=-1)) +
           weight_stddev * jnp.mean(jnp.sum(kl.stddev, axis=-1)))
   return KLPenalty(loss, jnp.asarray(weight_mean), jnp.asarray(weight_stddev))
@@ -217,6 +223,8 @@ def lagrangian_kl_penalty(kl: DecoupledKL, log_dual_mean: jax.Array, log_dual_st
     log_dual_mean, log_dual_stddev: [D] unconstrained dual parameters.
     epsilon_mean, epsilon_stddev: positive scalars.
   """
+  chex.assert_equal_shape([kl.mean, kl.stddev])
+  chex.assert_shape([log_dual_mean, log_dual_stddev], kl.mean.shape[-1:])
   leading_axes = tuple(range(kl.mean.ndim - 1))
   kl_mean = jnp.mean(kl.mean, axis=leading_axes)  # [D]
   kl_stddev = jnp.mean(kl.stddev, axis=leading_axes)  # [D]
@@ -246,6 +254,8 @@ def expected_sarsa_td_error(q_tm1: jax.Array, reward_t: jax.Array, discount_t: j
   Returns:
     [B] TD errors target − q_tm1.
   """
+  chex.assert_rank([q_tm1, reward_t, discount_t, q_t_samples], [1, 1, 1, 2])
+  chex.assert_equal_shape([q_tm1, reward_t, discount_t, q_t_samples[0]])
   bootstrap = jnp.mean(q_t_samples, axis=0)
   target = jax.lax.stop_gradient(reward_t + discount_t * bootstrap)
   return target - q_tm1
@@ -269,6 +279,7 @@ def n_step_transition(rewards: jax.Array, discounts: jax.Array,
   Returns:
     (R, D), each with the trailing shape [...].
   """
+  chex.assert_equal_shape([rewards, discounts])
   step_discounts = gamma * discounts  # γ d_k
   # Discount applied to r_k: Π_{j<k} γ d_j.
   reward_discounts = jnp.cumprod(
