@@ -167,7 +167,9 @@ class RunCheckpointer:
     self._keep = int(keep)
     self._chosen: Optional[_Checkpoint] = None
     self._chosen_known = False
-    self._verified = set()  # Names of ckpt-<n> directories that verified (or this object wrote).
+    # Names of ckpt-<n> directories found good (or written here) and found damaged: each is
+    # hashed at most once per object.
+    self._verified, self._damaged = set(), set()
     os.makedirs(directory, exist_ok=True)
 
   @property
@@ -335,6 +337,7 @@ class RunCheckpointer:
         self._verified.add(name)
         chosen = self._load(name)
         break
+      self._damaged.add(name)
       damaged.append(problem)
     legacy_path = self._legacy_manifest_path()
     if chosen is None and legacy_path is not None:
@@ -370,15 +373,19 @@ class RunCheckpointer:
     if self._legacy_manifest_path() == legacy:
       os.replace(legacy, os.path.join(self._directory, LEGACY_MANIFEST))
     atomic_write(legacy, json.dumps({'format': 2, 'latest': name, 'sequence': sequence,
+                                     'learner': os.path.join(name, LEARNER_FILE),
                                      'counts': counts}, indent=1).encode())
 
   def _prune(self) -> None:
     """Removes verified checkpoints older than the `keep` newest verified ones."""
     kept = 0
     for name in self._checkpoint_names():
+      if name in self._damaged:
+        continue  # Left for the user.
       if name not in self._verified:
         if _problem(os.path.join(self._directory, name)) is not None:
-          continue  # Damaged: left for the user.
+          self._damaged.add(name)
+          continue
         self._verified.add(name)
       kept += 1
       if kept > self._keep:

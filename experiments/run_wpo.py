@@ -31,6 +31,7 @@ from absl import app
 from absl import flags
 
 from agents import baselines
+from agents import checkpointing
 from agents import environments
 from agents import wpo
 from experiments import distributed
@@ -200,6 +201,8 @@ def run(config: wpo.WPOConfig, workdir: str) -> None:
   except wpo.NonFiniteLossError as error:
     sys.exit(f'error: {error}\nThe last good checkpoint in {workdir}/checkpoints was left in '
              'place; fix the cause and re-run with the same --workdir to resume.')
+  except checkpointing.CheckpointError as error:  # A full disk, or no usable checkpoint.
+    sys.exit(f'error: {error}')
   except KeyboardInterrupt:
     sys.exit(f'Interrupted: checkpoint written; re-run with --workdir={workdir} to resume.')
   print(json.dumps({'env': _ENV.value, 'seed': _SEED.value, **summary}))

@@ -87,6 +87,7 @@ def test_a_save_killed_before_its_commit_leaves_the_previous_checkpoint(tmp_path
   assert not [f for f in os.listdir(tmp_path) if f.startswith('.tmp-')]
   with open(tmp_path / 'manifest.json') as f:
     assert json.load(f) == {'format': 2, 'latest': 'ckpt-0000000002', 'sequence': 2,
+                            'learner': 'ckpt-0000000002/learner.msgpack',
                             'counts': {'learner_steps': 4.0}}
 
 
