@@ -50,6 +50,7 @@ _LOSSES = 'tests/test_losses.py'
 _DISTRIBUTIONS = 'tests/test_distributions.py'
 _HEADS = 'tests/test_policy_heads.py'
 _FRESHNESS = 'tests/test_parameter_freshness.py'
+_RESUME = 'tests/test_run_wpo.py::test_resume_after_sigkill_continues_counters_and_policy'
 
 MUTANTS: List[Mutant] = [
     # The table.
@@ -127,7 +128,14 @@ MUTANTS: List[Mutant] = [
     Mutant('actors_get_target_params', 'agents/wpo/learning.py',
            'params = self._state.params', 'params = self._state.target_params',
            'actors are served the target parameters instead of the online ones',
-           ['tests/test_wpo_agent.py', _FRESHNESS]),
+           [_FRESHNESS, 'tests/test_wpo_agent.py']),
+    Mutant('resume_without_parameters', 'experiments/training.py',
+           'learner.restore(restored.learner_state)', 'learner.save()',
+           'a resumed local run keeps its fresh parameters (counts and replay still restored)',
+           [_RESUME]),
+    Mutant('resume_without_replay', 'experiments/training.py',
+           'checkpointer=checkpointer.replay_checkpointer())', 'checkpointer=None)',
+           'a resumed local run starts with an empty replay', [_RESUME]),
 ]
 
 
