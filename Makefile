@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-slow test-core-latest bench clean
+.PHONY: setup run test test-slow test-core-latest bench mutants clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,11 @@ test-core-latest:
 
 bench: setup
 	$(PY) -m experiments.bench_learner
+
+# Plants each known wiring bug of tools/mutants.py in a temporary copy, one at a time, and runs
+# the tests meant to catch it; fails if one survives. Not part of `make test` (~20 min, 2 cores).
+mutants: setup
+	$(PY) -m tools.mutants
 
 clean:
 	rm -rf $(VENV) $(LATEST)

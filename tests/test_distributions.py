@@ -394,3 +394,80 @@ def test_fisher_preconditioned_solves_with_the_damped_fisher_of_each_state():
     actual = jax.flatten_util.ravel_pytree(
         jax.tree_util.tree_map(lambda x, b=b: x[b], preconditioned))[0]
     np.testing.assert_allclose(actual, expected, rtol=1e-3, atol=1e-4 * np.max(np.abs(expected)))
+
+
+def _joint_monte_carlo_kl(target, online, num_samples=200_000, seed=11):
+  """E over (k, a) ~ π̄ of log w̄_k N̄_k(a) − log w_k N_k(a), and its standard error (float64).
+
+  The KL between the joint (component, action) distributions, sampled independently of
+  `MixtureGaussian`: numpy draws, numpy densities.
+  """
+  rng = np.random.default_rng(seed)
+  t_logits, t_mean, t_std = (np.asarray(x, np.float64) for x in target)
+  o_logits, o_mean, o_std = (np.asarray(x, np.float64) for x in online)
+  t_w = np.exp(t_logits - np.logaddexp.reduce(t_logits))
+  o_w = np.exp(o_logits - np.logaddexp.reduce(o_logits))
+  k = rng.choice(len(t_w), size=num_samples, p=t_w)
+  a = t_mean[k] + t_std[k] * rng.standard_normal((num_samples, t_mean.shape[-1]))
+
+  def log_normal(mean, std):
+    return np.sum(-0.5 * ((a - mean) / std)**2 - np.log(std) - 0.5 * np.log(2 * np.pi), -1)
+
+  log_ratio = (np.log(t_w[k]) + log_normal(t_mean[k], t_std[k]) -
+               np.log(o_w[k]) - log_normal(o_mean[k], o_std[k]))
+  return np.mean(log_ratio), np.std(log_ratio) / np.sqrt(num_samples)
+
+
+def _hand_mixture_bound(target, online):
+  """The decoupled joint bound per dimension, in numpy: (mean part [D], stddev part [D])."""
+  t_logits, t_mean, t_std = (np.asarray(x, np.float64) for x in target)
+  o_logits, o_mean, o_std = (np.asarray(x, np.float64) for x in online)
+  t_w = np.exp(t_logits - np.logaddexp.reduce(t_logits))
+  o_w = np.exp(o_logits - np.logaddexp.reduce(o_logits))
+  categorical = np.sum(t_w * np.log(t_w / o_w))
+  action_dim = t_mean.shape[-1]
+  mean_part = np.sum(t_w[:, None] * (o_mean - t_mean)**2 / (2 * t_std**2), 0)
+  ratio = (t_std / o_std)**2
+  stddev_part = np.sum(t_w[:, None] * 0.5 * (ratio - 1 - np.log(ratio)), 0)
+  return mean_part + categorical / action_dim, stddev_part
+
+
+def _checked_mixture_bound(target, online):
+  """Σ_d of both parts of online.kl_from(target), after checking each part against the hand
+  formula per dimension."""
+  kl = online.kl_from(target)
+  hand_mean, hand_stddev = _hand_mixture_bound(target, online)
+  np.testing.assert_allclose(kl.mean, hand_mean, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(kl.stddev, hand_stddev, rtol=1e-5, atol=1e-7)
+  return float(jnp.sum(kl.mean) + jnp.sum(kl.stddev))
+
+
+def test_mixture_kl_with_moving_stddev_is_the_joint_kl_and_bounds_the_exact_kl():
+  """K = 3, D = 3, weights, σ and (second case) means all move: each part per dimension equals
+  the hand-written joint bound (w̄_k on every component term, KL(w̄‖w) spread over D), the parts
+  sum to a Monte-Carlo estimate of the joint KL when the means stay, and bound the mixture KL."""
+  target = distributions.MixtureGaussian(
+      logits=jnp.array([0.3, -0.4, 0.1]),
+      mean=jnp.array([[-1.0, 0.5, 0.0], [0.4, -0.6, 1.0], [1.2, 1.0, -0.8]]),
+      stddev=jnp.array([[0.4, 0.6, 0.5], [0.7, 0.3, 0.5], [0.5, 0.5, 0.8]]))
+  # Means fixed: the decoupled parts sum to the joint KL exactly, whatever the σ moves.
+  online = target._replace(logits=jnp.array([-0.5, 0.6, 0.2]),
+                           stddev=target.stddev * jnp.array([[1.4, 0.7, 1.0], [0.8, 1.3, 1.1],
+                                                             [1.2, 1.0, 0.6]]))
+  bound = _checked_mixture_bound(target, online)
+  joint, joint_error = _joint_monte_carlo_kl(target, online)
+  assert bound == pytest.approx(joint, abs=4 * joint_error + 1e-4)
+  exact, exact_error = _monte_carlo_kl(target, online)
+  assert 0.0 < exact and exact - 4 * exact_error < bound
+
+  # Means move too, σ grows (σ ≥ σ̄, where the decoupled mean part, over σ̄², bounds the joint
+  # mean term, over σ²): the parts still bound the joint KL, and so the mixture KL.
+  online = online._replace(mean=target.mean + jnp.array([[0.3, -0.2, 0.1], [-0.1, 0.2, 0.3],
+                                                         [0.2, 0.0, -0.3]]),
+                           stddev=target.stddev * jnp.array([[1.4, 1.1, 1.0], [1.2, 1.3, 1.1],
+                                                             [1.2, 1.0, 1.5]]))
+  bound = _checked_mixture_bound(target, online)
+  joint, joint_error = _joint_monte_carlo_kl(target, online)
+  exact, exact_error = _monte_carlo_kl(target, online)
+  assert joint - 4 * joint_error < bound
+  assert 0.0 < exact - 4 * exact_error and exact < joint + 4 * joint_error

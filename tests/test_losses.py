@@ -234,6 +234,9 @@ def test_lagrangian_penalty_raises_duals_only_while_violated():
   # Dimension 0 violates its bound (0.5 > 0.1): gradient descent increases its dual.
   assert grad_mean[0] < 0 and grad_mean[1] > 0
   assert np.all(grad_stddev > 0)
+  # Sizes: ∂/∂λ = softplus'(λ)·(ε − KL) with softplus'(0) = ½.
+  np.testing.assert_allclose(grad_mean, 0.5 * (0.1 - np.array([0.5, 0.0])), rtol=1e-6)
+  np.testing.assert_allclose(grad_stddev, 0.5 * 1e-3, rtol=1e-5)
   fixed = losses.fixed_kl_penalty(kl, 2.0, 3.0)
   np.testing.assert_allclose(fixed.loss, 2.0 * 0.5)
 
@@ -260,6 +263,46 @@ class NStepTest(parameterized.TestCase):
     grad = jax.grad(lambda q: jnp.sum(losses.expected_sarsa_td_error(
         jnp.zeros(1), jnp.ones(1), jnp.ones(1), q)))(q_t)
     np.testing.assert_allclose(grad, 0.0)
+
+
+def test_penalty_sizes_with_a_batch_match_closed_forms():
+  """B = 4, D = 3: both penalties average the KL over the batch and sum it over D."""
+  rng = np.random.default_rng(0)
+  kl = losses.DecoupledKL(mean=jnp.asarray(rng.uniform(0, 0.2, (4, 3)), jnp.float32),
+                          stddev=jnp.asarray(rng.uniform(0, 0.01, (4, 3)), jnp.float32))
+  batch_mean, batch_stddev = np.mean(kl.mean, 0), np.mean(kl.stddev, 0)  # [D]
+
+  fixed = losses.fixed_kl_penalty(kl, 2.0, 30.0)
+  np.testing.assert_allclose(fixed.loss, 2.0 * np.sum(batch_mean) + 30.0 * np.sum(batch_stddev),
+                             rtol=1e-5)
+  grads = jax.grad(lambda k: losses.fixed_kl_penalty(k, 2.0, 30.0).loss)(kl)
+  np.testing.assert_allclose(grads.mean, np.full((4, 3), 2.0 / 4), rtol=1e-6)
+  np.testing.assert_allclose(grads.stddev, np.full((4, 3), 30.0 / 4), rtol=1e-6)
+
+  log_mean, log_stddev = jnp.array([-1.0, 0.0, 2.0]), jnp.array([0.5, -0.5, 1.0])
+  eps_mean, eps_stddev = 0.05, 0.004
+  softplus = lambda x: np.log1p(np.exp(np.asarray(x, np.float64)))
+  sigmoid = lambda x: 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
+  alpha_mean, alpha_stddev = softplus(log_mean) + 1e-8, softplus(log_stddev) + 1e-8
+
+  def lagrange(k, lm, ls):
+    return losses.lagrangian_kl_penalty(k, lm, ls, eps_mean, eps_stddev).loss
+
+  penalty = losses.lagrangian_kl_penalty(kl, log_mean, log_stddev, eps_mean, eps_stddev)
+  np.testing.assert_allclose(penalty.weight_mean, alpha_mean, rtol=1e-6)
+  np.testing.assert_allclose(penalty.weight_stddev, alpha_stddev, rtol=1e-6)
+  # Value: α·KL (policy side) + α·(ε − KL) (dual side) = Σ_d α_d ε.
+  np.testing.assert_allclose(
+      penalty.loss, np.sum(alpha_mean) * eps_mean + np.sum(alpha_stddev) * eps_stddev, rtol=1e-5)
+  grad_kl, grad_mean, grad_stddev = jax.grad(lagrange, argnums=(0, 1, 2))(kl, log_mean,
+                                                                          log_stddev)
+  # The policy sees α_d / B per state; the duals see softplus'(λ)(ε − mean_b KL_d).
+  np.testing.assert_allclose(grad_kl.mean, np.broadcast_to(alpha_mean / 4, (4, 3)), rtol=1e-5)
+  np.testing.assert_allclose(grad_kl.stddev, np.broadcast_to(alpha_stddev / 4, (4, 3)),
+                             rtol=1e-5)
+  np.testing.assert_allclose(grad_mean, sigmoid(log_mean) * (eps_mean - batch_mean), rtol=1e-4)
+  np.testing.assert_allclose(grad_stddev, sigmoid(log_stddev) * (eps_stddev - batch_stddev),
+                             rtol=1e-4)
 
 
 def test_scale_gradient_is_identity_forward():

@@ -8,6 +8,7 @@ import pytest
 
 from agents import wpo
 from agents.wpo import mpo
+import test_learner_wiring
 from wpo_jax import learning
 from wpo_jax import networks
 
@@ -42,6 +43,21 @@ def test_mpo_and_wpo_share_the_critic_update():
                          mpo_state.params.critic)
   assert isinstance(mpo_state.dual_params, mpo.acme_mpo.MPOParams)
   assert 'mpo_temperature' in mpo_metrics and bool(mpo_metrics['finite'])
+
+
+def test_mpo_critic_loss_is_the_bootstrapped_td_loss_by_hand():
+  """Independent of WPO's step: with D > 0 and distinct targets, MPO's critic loss is
+  ½ mean (R + γ·D·Q̄(s', μ̄(s')) − Q(s, a))² computed from the networks alone."""
+  nets = test_learner_wiring.near_deterministic_networks()
+  gamma = 0.95
+  learner = learning.make_learner(nets, 2, learning.LearnerConfig(num_action_samples=4,
+                                                                  discount=gamma),
+                                  mpo.make_mpo_improvement(4))
+  state = test_learner_wiring.with_distinct_targets(learner.init(jax.random.PRNGKey(0), 3))
+  batch = test_learner_wiring.bootstrapping_batch()
+  _, metrics = jax.jit(learner.sgd_step)(state, batch)
+  expected = test_learner_wiring.hand_critic_loss(nets, state, batch, gamma)
+  assert float(metrics['critic_loss']) == pytest.approx(expected, rel=1e-5)
 
 
 def test_mpo_moves_the_bandit_policy_towards_the_optimum():

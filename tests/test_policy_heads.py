@@ -120,6 +120,67 @@ def test_agent_policies_act_inside_the_box_for_each_head(policy):
     actions = act(params, jax.random.PRNGKey(1), observation)
     assert actions.shape == (5, ACTION_DIM)
     assert float(jnp.max(jnp.abs(actions))) <= 1.0
+    # Training actors sample (another key, other actions); the evaluator does not.
+    other = act(params, jax.random.PRNGKey(2), observation)
+    assert np.array_equal(actions, other) == evaluation
+
+
+def _numpy_mixture_log_density(logits, mean, stddev, points):
+  """log Σ_k w_k N(points; μ_k, σ_k²) for points [P, D], from [K], [K, D], [K, D] (float64)."""
+  logits, mean, stddev = (np.asarray(x, np.float64) for x in (logits, mean, stddev))
+  log_w = logits - np.logaddexp.reduce(logits)
+  z = (points[:, None, :] - mean) / stddev  # [P, K, D]
+  log_n = np.sum(-0.5 * z**2 - np.log(stddev) - 0.5 * np.log(2 * np.pi), axis=-1)
+  return np.logaddexp.reduce(log_w + log_n, axis=-1)
+
+
+# Output-layer biases that give a known, state-independent mode inside the box: the heaviest
+# component is wide, a lighter narrow one holds the highest density (so the mode is neither the
+# mean of the mixture nor the heaviest component's mean).
+_MIXTURE_BIASES = {
+    'logits': np.array([1.0, 0.0, -0.5]),
+    'mean': np.array([-0.5, 0.4, 0.3, -0.2, 0.6, 0.6]),
+    'pre_scale': np.array([0.0, 0.0, -2.0, -1.5, -1.0, -1.0]),
+}
+
+
+@pytest.mark.parametrize('policy', networks.POLICIES)
+def test_evaluation_acts_with_the_mode(policy):
+  """The evaluator's action ignores the key and is the mean, tanh(mean), or the mixture's
+  highest-density action (a grid argmax of the density written out in numpy)."""
+  from agents import wpo  # pylint: disable=g-import-not-at-top
+  config = wpo.make_config('default', policy=policy, num_components=3,
+                           policy_layers=TINY_LAYERS, critic_layers=TINY_LAYERS)
+  nets = wpo.make_networks(_spec(), config)
+  observation = jax.random.normal(jax.random.PRNGKey(3), (4, OBSERVATION_DIM))
+  params = nets.networks.policy.init(jax.random.PRNGKey(0), observation)
+  if policy == 'mixture':
+    params = jax.tree_util.tree_map(lambda x: x, params)  # A mutable copy.
+    for layer, bias in _MIXTURE_BIASES.items():
+      params['params'][layer]['bias'] = jnp.asarray(bias, jnp.float32)
+  else:  # State-dependent means well inside the box.
+    params['params']['mean']['kernel'] = 0.3 * jax.random.normal(
+        jax.random.PRNGKey(4), params['params']['mean']['kernel'].shape)
+  act = jax.jit(wpo.make_policy(nets, evaluation=True))
+  actions = np.asarray(act(params, jax.random.PRNGKey(1), observation))
+  for seed in (2, 3):
+    np.testing.assert_array_equal(act(params, jax.random.PRNGKey(seed), observation), actions)
+
+  distribution = nets.networks.policy.apply(params, observation)
+  if policy == 'gaussian':
+    expected = np.asarray(distribution.mean)
+  elif policy == 'tanh_gaussian':
+    expected = np.tanh(np.asarray(distribution.mean))
+  else:
+    axis = np.linspace(-1.0, 1.0, 401)
+    grid = np.stack(np.meshgrid(axis, axis, indexing='ij'), -1).reshape(-1, ACTION_DIM)
+    expected = np.stack([grid[np.argmax(_numpy_mixture_log_density(
+        distribution.logits[b], distribution.mean[b], distribution.stddev[b], grid))]
+                         for b in range(observation.shape[0])])
+    heaviest = np.asarray(distribution.mean[:, 0])
+    assert np.min(np.linalg.norm(expected - heaviest, axis=-1)) > 0.3
+  assert 0.05 < np.max(np.abs(expected)) < 0.95
+  np.testing.assert_allclose(actions, expected, atol=6e-3 if policy == 'mixture' else 1e-6)
 
 
 def test_launcher_config_flag_selects_the_policy_head():

@@ -7,8 +7,12 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any, Dict, NamedTuple
 
+import jax
+import numpy as np
 import pytest
+import reverb
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Small networks and a low replay ratio keep a few thousand environment steps within seconds.
@@ -100,6 +104,64 @@ def test_resume_after_sigkill_continues_counters_and_policy(tmp_path):
   # so it is evaluated with parameters that the checkpoint held, not a fresh initialisation.
   resumed_rows = [r for r in evaluator[evaluations_before:]]
   assert all(float(r['learner_steps']) >= killed_at['counts']['learner_steps'] for r in resumed_rows)
+
+  # A relaunch of the finished run restores everything and, with no step left to take, writes
+  # it straight back: the learner's state (parameters, targets, optimiser, step, key), the
+  # replay's size and the counts must equal the checkpoint's, leaf by leaf.
+  finished = _checkpoint_contents(workdir)
+  assert finished.replay_size > 0
+  assert int(finished.learner_state.steps) == finished.counts['learner_steps']
+  result = launch(workdir, '--num_steps=8000', '--eval_every=1000')
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  relaunched = _checkpoint_contents(workdir)
+  assert relaunched.sequence == finished.sequence + 1  # A new checkpoint, not the old one.
+  jax.tree_util.tree_map(np.testing.assert_array_equal, relaunched.learner_state,
+                         finished.learner_state)
+  assert relaunched.replay_size == finished.replay_size
+  for name in ('actor_steps', 'actor_episodes', 'learner_steps', 'evaluator_episodes'):
+    assert relaunched.counts[name] == finished.counts[name], name
+
+
+class _Checkpoint(NamedTuple):
+  learner_state: Any
+  counts: Dict[str, float]
+  replay_size: int
+  sequence: int
+
+
+def _checkpoint_contents(workdir) -> _Checkpoint:
+  """The run's last checkpoint through `agents.checkpointing.RunCheckpointer`, with a template
+  built from run.json, and the size of its replay as a Reverb server loads it."""
+  # pylint: disable=g-import-not-at-top
+  import agents  # noqa: F401  (dm-acme patches before acme is imported)
+  from acme import specs
+  from agents import baselines
+  from agents import checkpointing
+  from agents import environments
+  from agents import reverb_bind
+  from agents import wpo
+  from wpo_jax import learning
+  # pylint: enable=g-import-not-at-top
+  with open(os.path.join(workdir, 'run.json')) as f:
+    settings = json.load(f)
+  config = wpo.WPOConfig(**{k: tuple(v) if isinstance(v, list) else v
+                            for k, v in settings['config'].items()})
+  spec = specs.make_environment_spec(environments.make_environment(settings['env'], 0))
+  parts = baselines.wpo_agent_parts(config, spec, lambda: None)
+  nets = parts.networks
+  template = learning.make_learner(nets.networks, nets.action_dim, config.learner_config()).init(
+      jax.random.PRNGKey(0), nets.observation_dim)
+  checkpointer = checkpointing.RunCheckpointer(os.path.join(workdir, 'checkpoints'))
+  restored = checkpointer.restore(template)
+  server = reverb_bind.start_server(parts.builder.make_replay_tables(spec), '127.0.0.1',
+                                    checkpointer=checkpointer.replay_checkpointer())
+  try:
+    client = reverb.Client(f'127.0.0.1:{server.port}')
+    replay_size = sum(int(t.current_size) for t in client.server_info().values())
+  finally:
+    server.stop()
+  return _Checkpoint(restored.learner_state, restored.counts, replay_size,
+                     _manifest(workdir)['sequence'])
 
 
 def test_bad_input_fails_before_any_work(tmp_path):

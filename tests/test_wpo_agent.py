@@ -79,6 +79,16 @@ def test_builder_runs_in_acme_environment_loop_with_reverb():
   changed = jax.tree_util.tree_map(lambda a, b: not np.allclose(a, b), actor_params,
                                    initial_policy)
   assert any(jax.tree_util.tree_leaves(changed))
+  # What it fetches are the learner's online parameters, not the target networks' (which lag
+  # by up to target_update_period steps and differ from them here).
+  actor._variable_client.update_and_wait()  # pylint: disable=protected-access
+  state = learner.save()
+  assert counts['learner_steps'] % config.target_update_period != 0
+  fetched = jax.device_get(actor._variable_client.params)  # pylint: disable=protected-access
+  jax.tree_util.tree_map(np.testing.assert_array_equal, fetched, state.params.policy)
+  differs = jax.tree_util.tree_map(lambda a, b: not np.array_equal(a, b), fetched,
+                                   state.target_params.policy)
+  assert any(jax.tree_util.tree_leaves(differs))
   assert client.server_info()[config.replay_table_name].current_size > config.min_replay_size
 
 
