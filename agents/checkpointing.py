@@ -8,8 +8,9 @@ Layout under `directory`:
   manifest.json              a summary of the newest checkpoint for people and tools; restore does
                              not read it, it verifies the ckpt-<n> directories themselves
   .replay-staging/           where the Reverb server writes; each save moves its output into ckpt-<n>
+  .partial-ckpt-<n>/         a save in progress
 
-A save fills `.tmp-ckpt-<n>/` and renames it to `ckpt-<n>` (atomic), so a crash at any moment
+A save fills `.partial-ckpt-<n>/` and renames it to `ckpt-<n>` (atomic), so a crash at any moment
 leaves every earlier checkpoint whole. Restore takes the newest checkpoint whose files all match
 their recorded size and SHA-256, and warns, naming the file, about each newer one that does not;
 the replay server is started from that same checkpoint's replay (`replay_checkpointer`). Pruning
@@ -47,7 +48,7 @@ LEARNER_FILE = 'learner.msgpack'
 REPLAY_SUBDIR = 'replay'
 STAGING_SUBDIR = '.replay-staging'
 _CHECKPOINT_NAME = re.compile(r'^ckpt-(\d{10})$')
-_TEMPORARY_PREFIX = '.tmp-ckpt-'
+_TEMPORARY_PREFIX = '.partial-'
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -211,14 +212,15 @@ class RunCheckpointer:
         shutil.rmtree(os.path.join(self._directory, leftover), ignore_errors=True)
     tmp_dir = os.path.join(self._directory, _TEMPORARY_PREFIX + name)
     os.makedirs(tmp_dir)
-    counts = {key: float(value) for key, value in counts.items()}
+    counts = dict(counts)
     try:
       _write_file(os.path.join(tmp_dir, LEARNER_FILE), serialization.to_bytes(learner_state))
       if replay_client is not None:
         shutil.move(replay_client.checkpoint(), os.path.join(tmp_dir, REPLAY_SUBDIR))
       commit = {'format': 2, 'sequence': sequence, 'counts': counts,
                 'files': _file_records(tmp_dir)}
-      _write_file(os.path.join(tmp_dir, COMMIT), json.dumps(commit, indent=1).encode())
+      _write_file(os.path.join(tmp_dir, COMMIT),
+                  json.dumps(commit, indent=1, default=float).encode())
       _fsync_directory(tmp_dir)
       os.rename(tmp_dir, final_dir)
       _fsync_directory(self._directory)
@@ -374,7 +376,7 @@ class RunCheckpointer:
       os.replace(legacy, os.path.join(self._directory, LEGACY_MANIFEST))
     atomic_write(legacy, json.dumps({'format': 2, 'latest': name, 'sequence': sequence,
                                      'learner': os.path.join(name, LEARNER_FILE),
-                                     'counts': counts}, indent=1).encode())
+                                     'counts': counts}, indent=1, default=float).encode())
 
   def _prune(self) -> None:
     """Removes verified checkpoints older than the `keep` newest verified ones."""
