@@ -227,26 +227,35 @@ class RunCheckpointer:
     except BaseException as error:
       shutil.rmtree(tmp_dir, ignore_errors=True)
       if _is_disk_full(error):
-        try:
-          previous = self._newest_usable()
-        except CheckpointError:
-          previous = None
-        raise DiskFullError(
-            errno.ENOSPC,
-            f'The disk holding {self._directory} is full: checkpoint {sequence} could not be '
-            f'written ({error}). The partial save was removed; the previous checkpoint '
-            f'({previous.path if previous else "none"}) is intact. Free space on that disk '
-            '(or give the run a --workdir on a larger one) and re-run with the same --workdir '
-            'to resume.') from error
+        raise self._disk_full(error, f'checkpoint {sequence} could not be written; the partial '
+                              'save was removed') from error
       raise
     self._verified.add(name)
     self._chosen = _Checkpoint(sequence, final_dir, os.path.join(final_dir, LEARNER_FILE),
                                os.path.join(final_dir, REPLAY_SUBDIR)
                                if replay_client is not None else None, counts)
     self._chosen_known = True
-    self._write_summary(name, sequence, counts)
+    try:
+      self._write_summary(name, sequence, counts)
+    except OSError as error:
+      if _is_disk_full(error):
+        raise self._disk_full(error, f'{final_dir} was committed, its summary {MANIFEST} not '
+                              '(restore does not need it)') from error
+      raise
     self._prune()
     return self._chosen.learner_path
+
+  def _disk_full(self, error: BaseException, what_happened: str) -> DiskFullError:
+    try:
+      newest = self._newest_usable()
+    except CheckpointError:
+      newest = None
+    return DiskFullError(
+        errno.ENOSPC,
+        f'The disk holding {self._directory} is full ({error}): {what_happened}. The newest '
+        f'good checkpoint ({newest.path if newest else "none"}) is intact. Free space on that '
+        'disk (or give the run a --workdir on a larger one) and re-run with the same --workdir '
+        'to resume.')
 
   def restore(self, template_state: Any) -> Optional[Restored]:
     """The newest checkpoint that verifies, shaped like `template_state`; None when there is

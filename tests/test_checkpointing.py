@@ -237,3 +237,18 @@ def test_a_state_of_other_settings_is_refused_clearly(tmp_path):
   checkpointing.RunCheckpointer(str(tmp_path)).save({'other': np.zeros(3)}, {'actor_steps': 1})
   with pytest.raises(checkpointing.CheckpointError, match='other agent settings'):
     checkpointing.RunCheckpointer(str(tmp_path)).restore(_state(0))
+
+
+def test_a_full_disk_after_the_commit_keeps_the_new_checkpoint(tmp_path, monkeypatch):
+  checkpointer = checkpointing.RunCheckpointer(str(tmp_path))
+  checkpointer.save(_state(0)._replace(steps=np.int32(1)), {'actor_steps': 1})
+
+  def full(path, data):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+  monkeypatch.setattr(checkpointing, 'atomic_write', full)  # The summary manifest.json.
+  with pytest.raises(checkpointing.DiskFullError, match='ckpt-0000000002 was committed'):
+    checkpointer.save(_state(0)._replace(steps=np.int32(2)), {'actor_steps': 2})
+  monkeypatch.undo()
+  restored = checkpointing.RunCheckpointer(str(tmp_path)).restore(_state(1))
+  assert int(restored.learner_state.steps) == 2 and restored.counts == {'actor_steps': 2}
