@@ -8,8 +8,9 @@ Layout under `directory`:
   manifest.json              a summary of the newest checkpoint for people and tools; restore does
                              not read it, it verifies the ckpt-<n> directories themselves
   .replay-staging/           where the Reverb server writes; each save moves its output into ckpt-<n>
+  .partial-ckpt-<n>/         a save in progress
 
-A save fills `.tmp-ckpt-<n>/` and renames it to `ckpt-<n>` (atomic), so a crash at any moment
+A save fills `.partial-ckpt-<n>/` and renames it to `ckpt-<n>` (atomic), so a crash at any moment
 leaves every earlier checkpoint whole. Restore takes the newest checkpoint whose files all match
 their recorded size and SHA-256, and warns, naming the file, about each newer one that does not;
 the replay server is started from that same checkpoint's replay (`replay_checkpointer`). Pruning
@@ -47,7 +48,7 @@ LEARNER_FILE = 'learner.msgpack'
 REPLAY_SUBDIR = 'replay'
 STAGING_SUBDIR = '.replay-staging'
 _CHECKPOINT_NAME = re.compile(r'^ckpt-(\d{10})$')
-_TEMPORARY_PREFIX = '.tmp-ckpt-'
+_TEMPORARY_PREFIX = '.partial-'
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -211,40 +212,50 @@ class RunCheckpointer:
         shutil.rmtree(os.path.join(self._directory, leftover), ignore_errors=True)
     tmp_dir = os.path.join(self._directory, _TEMPORARY_PREFIX + name)
     os.makedirs(tmp_dir)
-    counts = {key: float(value) for key, value in counts.items()}
+    counts = dict(counts)
     try:
       _write_file(os.path.join(tmp_dir, LEARNER_FILE), serialization.to_bytes(learner_state))
       if replay_client is not None:
         shutil.move(replay_client.checkpoint(), os.path.join(tmp_dir, REPLAY_SUBDIR))
       commit = {'format': 2, 'sequence': sequence, 'counts': counts,
                 'files': _file_records(tmp_dir)}
-      _write_file(os.path.join(tmp_dir, COMMIT), json.dumps(commit, indent=1).encode())
+      _write_file(os.path.join(tmp_dir, COMMIT),
+                  json.dumps(commit, indent=1, default=float).encode())
       _fsync_directory(tmp_dir)
       os.rename(tmp_dir, final_dir)
       _fsync_directory(self._directory)
     except BaseException as error:
       shutil.rmtree(tmp_dir, ignore_errors=True)
       if _is_disk_full(error):
-        try:
-          previous = self._newest_usable()
-        except CheckpointError:
-          previous = None
-        raise DiskFullError(
-            errno.ENOSPC,
-            f'The disk holding {self._directory} is full: checkpoint {sequence} could not be '
-            f'written ({error}). The partial save was removed; the previous checkpoint '
-            f'({previous.path if previous else "none"}) is intact. Free space on that disk '
-            '(or give the run a --workdir on a larger one) and re-run with the same --workdir '
-            'to resume.') from error
+        raise self._disk_full(error, f'checkpoint {sequence} could not be written; the partial '
+                              'save was removed') from error
       raise
     self._verified.add(name)
     self._chosen = _Checkpoint(sequence, final_dir, os.path.join(final_dir, LEARNER_FILE),
                                os.path.join(final_dir, REPLAY_SUBDIR)
                                if replay_client is not None else None, counts)
     self._chosen_known = True
-    self._write_summary(name, sequence, counts)
+    try:
+      self._write_summary(name, sequence, counts)
+    except OSError as error:
+      if _is_disk_full(error):
+        raise self._disk_full(error, f'{final_dir} was committed, its summary {MANIFEST} not '
+                              '(restore does not need it)') from error
+      raise
     self._prune()
     return self._chosen.learner_path
+
+  def _disk_full(self, error: BaseException, what_happened: str) -> DiskFullError:
+    try:
+      newest = self._newest_usable()
+    except CheckpointError:
+      newest = None
+    return DiskFullError(
+        errno.ENOSPC,
+        f'The disk holding {self._directory} is full ({error}): {what_happened}. The newest '
+        f'good checkpoint ({newest.path if newest else "none"}) is intact. Free space on that '
+        'disk (or give the run a --workdir on a larger one) and re-run with the same --workdir '
+        'to resume.')
 
   def restore(self, template_state: Any) -> Optional[Restored]:
     """The newest checkpoint that verifies, shaped like `template_state`; None when there is
@@ -374,7 +385,7 @@ class RunCheckpointer:
       os.replace(legacy, os.path.join(self._directory, LEGACY_MANIFEST))
     atomic_write(legacy, json.dumps({'format': 2, 'latest': name, 'sequence': sequence,
                                      'learner': os.path.join(name, LEARNER_FILE),
-                                     'counts': counts}, indent=1).encode())
+                                     'counts': counts}, indent=1, default=float).encode())
 
   def _prune(self) -> None:
     """Removes verified checkpoints older than the `keep` newest verified ones."""

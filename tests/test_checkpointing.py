@@ -77,18 +77,18 @@ def test_a_save_killed_before_its_commit_leaves_the_previous_checkpoint(tmp_path
   checkpointer = checkpointing.RunCheckpointer(str(tmp_path))
   checkpointer.save(_state(0)._replace(steps=np.int32(3)), {'learner_steps': 3})
   # What a SIGKILL during the next save leaves: its temporary directory, never renamed.
-  partial = tmp_path / '.tmp-ckpt-ckpt-0000000002'
+  partial = tmp_path / '.partial-ckpt-0000000002'
   partial.mkdir()
   (partial / 'learner.msgpack').write_bytes(b'partial')
   fresh = checkpointing.RunCheckpointer(str(tmp_path))
   assert int(fresh.restore(_state(0)).learner_state.steps) == 3
   fresh.save(_state(0)._replace(steps=np.int32(4)), {'learner_steps': 4})
   assert _checkpoint_dirs(tmp_path) == ['ckpt-0000000001', 'ckpt-0000000002']
-  assert not [f for f in os.listdir(tmp_path) if f.startswith('.tmp-')]
+  assert not [f for f in os.listdir(tmp_path) if f.startswith(('.tmp-', '.partial-'))]
   with open(tmp_path / 'manifest.json') as f:
     assert json.load(f) == {'format': 2, 'latest': 'ckpt-0000000002', 'sequence': 2,
                             'learner': 'ckpt-0000000002/learner.msgpack',
-                            'counts': {'learner_steps': 4.0}}
+                            'counts': {'learner_steps': 4}}
 
 
 def test_keeps_the_last_k_checkpoints_and_never_prunes_a_damaged_one(tmp_path):
@@ -182,7 +182,7 @@ def test_a_full_disk_stops_the_save_and_keeps_the_previous_checkpoint(tmp_path, 
   assert raised.value.errno == errno.ENOSPC
   monkeypatch.undo()
   assert _checkpoint_dirs(tmp_path) == ['ckpt-0000000001']
-  assert not [f for f in os.listdir(tmp_path) if f.startswith('.tmp-')]
+  assert not [f for f in os.listdir(tmp_path) if f.startswith(('.tmp-', '.partial-'))]
   restored, size = _resume(tmp_path)
   assert int(restored.learner_state.steps) == 4 and size == 4
 
@@ -237,3 +237,18 @@ def test_a_state_of_other_settings_is_refused_clearly(tmp_path):
   checkpointing.RunCheckpointer(str(tmp_path)).save({'other': np.zeros(3)}, {'actor_steps': 1})
   with pytest.raises(checkpointing.CheckpointError, match='other agent settings'):
     checkpointing.RunCheckpointer(str(tmp_path)).restore(_state(0))
+
+
+def test_a_full_disk_after_the_commit_keeps_the_new_checkpoint(tmp_path, monkeypatch):
+  checkpointer = checkpointing.RunCheckpointer(str(tmp_path))
+  checkpointer.save(_state(0)._replace(steps=np.int32(1)), {'actor_steps': 1})
+
+  def full(path, data):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+  monkeypatch.setattr(checkpointing, 'atomic_write', full)  # The summary manifest.json.
+  with pytest.raises(checkpointing.DiskFullError, match='ckpt-0000000002 was committed'):
+    checkpointer.save(_state(0)._replace(steps=np.int32(2)), {'actor_steps': 2})
+  monkeypatch.undo()
+  restored = checkpointing.RunCheckpointer(str(tmp_path)).restore(_state(1))
+  assert int(restored.learner_state.steps) == 2 and restored.counts == {'actor_steps': 2}
