@@ -58,7 +58,7 @@ $(GPU_VENV)/.installed-gpu: requirements.lock requirements-gpu.lock setup.py
 # The learner benchmark's GPU cases with whatever python has jax (the GPU image: current
 # jax+CUDA, flax, optax, chex; no TensorFlow needed); results in bench_gpu.jsonl.
 bench-gpu:
-	bash experiments/gpu_bench.sh
+	PYTHON=$(PYTHON) bash experiments/gpu_bench.sh
 
 clean:
 	rm -rf $(VENV) $(LATEST) $(GPU_VENV)
