@@ -6,7 +6,8 @@ from typing import Optional
 
 from agents import checkpointing
 from wpo_jax import devices
-from wpo_jax.devices import learner_device  # pylint: disable=unused-import  (for the launchers)
+# The launchers and Ray workers name devices through this module alone.
+from wpo_jax.devices import learner_device  # pylint: disable=unused-import
 
 # run.json's key for the device of the latest launch. A record, not a setting: a run may resume
 # on another machine, so the resume check (experiments.training.changed_settings) skips it.
