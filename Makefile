@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-slow test-core-latest bench mutants clean
+.PHONY: setup setup-gpu run test test-slow test-core-latest bench bench-gpu mutants clean
 
 setup: $(STAMP)
 
@@ -48,5 +48,22 @@ bench: setup
 mutants: setup
 	$(PY) -m tools.mutants
 
+# The same stack plus the CUDA plugin for jax 0.4.34 (requirements-gpu.lock), in its own venv so
+# the CPU one is left as it is. Use it as $(GPU_VENV)/bin/python; on a machine without a GPU it
+# runs on the CPU and says so (README, "On a GPU").
+GPU_VENV ?= .venv-gpu
+setup-gpu: $(GPU_VENV)/.installed-gpu
+
+$(GPU_VENV)/.installed-gpu: requirements.lock requirements-gpu.lock setup.py
+	$(MAKE) setup VENV=$(GPU_VENV)
+	$(GPU_VENV)/bin/python -m pip install -r requirements-gpu.lock
+	$(GPU_VENV)/bin/python -m wpo_jax.devices
+	touch $@
+
+# The learner benchmark's GPU cases with whatever python has jax (the GPU image: current
+# jax+CUDA, flax, optax, chex; no TensorFlow needed); results in bench_gpu.jsonl.
+bench-gpu:
+	PYTHON=$(PYTHON) bash experiments/gpu_bench.sh
+
 clean:
-	rm -rf $(VENV) $(LATEST)
+	rm -rf $(VENV) $(LATEST) $(GPU_VENV)

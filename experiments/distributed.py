@@ -61,6 +61,7 @@ import reverb
 import tqdm
 
 from agents import checkpointing
+from agents import devices
 from agents import environments
 from agents import reverb_bind
 from experiments import plots
@@ -204,7 +205,7 @@ def _record_process(workdir: str, name: str) -> None:
   info = {'name': name, 'pid': os.getpid(), 'host': socket.gethostname(),
           'node_ip': ray.util.get_node_ip_address(),
           'node_id': ray.get_runtime_context().get_node_id(), 'started': time.time(),
-          'restarted': restarted}
+          'restarted': restarted, 'device': devices.learner_device()}
   checkpointing.atomic_write(os.path.join(directory, f'{name}.json'),
                              json.dumps(info).encode())
 
@@ -222,8 +223,8 @@ class CounterWorker:
   """The run's one `counting.Counter`, plus what each worker added during this launch."""
 
   def __init__(self, workdir: str, initial_counts: Dict[str, float]):
-    _record_process(workdir, 'counter')
     _cpu_only_jax()
+    _record_process(workdir, 'counter')
     self._counter = counting.Counter()
     self._counter.increment(**initial_counts)
     self._by_source: Dict[str, Dict[str, float]] = {}
@@ -245,8 +246,8 @@ class ReplayWorker:
   """The Reverb server. It loads the newest replay checkpoint in the workdir when it starts."""
 
   def __init__(self, run: RunSpec, port: int):
-    _record_process(run.workdir, 'replay')
     _cpu_only_jax()
+    _record_process(run.workdir, 'replay')
     checkpointer = checkpointing.RunCheckpointer(run.checkpoint_directory)
     # It listens on the IP this node has in the Ray cluster, the one that actors on any node
     # use, and on no other interface (127.0.0.1 for a Ray started by the launcher).
@@ -293,7 +294,7 @@ class LearnerWorker:
     self._stop = threading.Event()
 
   def ready(self) -> Dict[str, Any]:
-    return {'device': str(jax.devices()[0]), 'restored': self._restored}
+    return {'device': devices.learner_device(), 'restored': self._restored}
 
   def get_variables(self, names: List[str]) -> List[Any]:
     return jax.device_get(self._learner.get_variables(names))
@@ -332,8 +333,8 @@ class ActorWorker:
 
   def __init__(self, index: int, run: RunSpec, replay, learner, counter):
     self._name = f'actor_{index}'
-    _record_process(run.workdir, self._name)
     _cpu_only_jax()
+    _record_process(run.workdir, self._name)
     self._counter = counter
     # Seeded by the counts at start, so a restarted or resumed actor does not replay episodes.
     start = int(ray.get(counter.get_counts.remote())['actor_steps'])
@@ -365,8 +366,8 @@ class EvaluatorWorker:
   """Evaluates at step 0 (fresh runs) and at every `eval_every` actor steps, then at the end."""
 
   def __init__(self, run: RunSpec, learner, counter):
-    _record_process(run.workdir, 'evaluator')
     _cpu_only_jax()
+    _record_process(run.workdir, 'evaluator')
     self._run = run
     self._counter = counter
     parts = run.parts()
@@ -524,6 +525,7 @@ def _train(run: RunSpec, cluster: Cluster, title: str, workers: List[Any]) -> Di
   listening = ray.get(replay.listening.remote(), timeout=STARTUP_TIMEOUT_S)
   learner_info = ray.get(learner.ready.remote(), timeout=STARTUP_TIMEOUT_S)
   ray.get([w.ready.remote() for w in [evaluator] + actors], timeout=STARTUP_TIMEOUT_S)
+  devices.announce(run.workdir, learner_info['device'])
   print(f'Ray {ray.get_runtime_context().gcs_address}, Reverb {address} (listening on '
         f'{", ".join(listening)}), learner on '
         f'{learner_info["device"]}, {cluster.num_actors} actors'

@@ -32,6 +32,7 @@ from absl import flags
 
 from agents import baselines
 from agents import checkpointing
+from agents import devices
 from agents import environments
 from agents import wpo
 from experiments import distributed
@@ -196,6 +197,7 @@ def run(config: wpo.WPOConfig, workdir: str) -> None:
       summary = distributed.train(make_parts, _ENV.value, _SEED.value, workdir, _schedule(),
                                   _cluster(), title=title)
     else:
+      devices.announce(workdir)
       summary = training.train(make_parts, _ENV.value, _SEED.value, workdir, _schedule(),
                                title=title)
   except wpo.NonFiniteLossError as error:

@@ -25,6 +25,7 @@ import tqdm
 
 from agents import baselines
 from agents import checkpointing
+from agents import devices
 from agents import environments
 from agents import reverb_bind
 from agents import video
@@ -105,7 +106,8 @@ def changed_settings(path: str, settings: Dict[str, Any],
   if isinstance(previous.get(config_key), dict):
     defaults = json.loads(json.dumps(dataclasses.asdict(wpo.WPOConfig())))
     previous[config_key] = {**defaults, **previous[config_key]}
-  return sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+  keys = (set(previous) | set(current)) - {devices.RUN_JSON_KEY}
+  return sorted(k for k in keys if previous.get(k) != current.get(k))
 
 
 def train(make_parts: Callable[[specs.EnvironmentSpec, Callable[[], Any]], baselines.AgentParts],

@@ -111,6 +111,13 @@ def test_two_actors_complete_the_budget_and_leave_no_process(tmp_path):
   # address Reverb listens on.
   assert 'Ray 127.0.0.1:' in launch.output and 'Reverb 127.0.0.1:' in launch.output
   assert '(listening on 127.0.0.1)' in launch.output
+  # The learner's device in one line and in run.json; every worker's JAX device in its record
+  # (no GPU here; with one, only the learner's would differ).
+  assert 'learner device: cpu\n' in launch.output
+  assert _json(workdir, 'run.json')['learner_device'] == 'cpu'
+  names = ('counter', 'replay', 'learner', 'evaluator', 'actor_0', 'actor_1')
+  assert {n: _json(workdir, 'processes', f'{n}.json')['device'] for n in names} == dict.fromkeys(
+      names, 'cpu')
 
   totals = _json(workdir, 'logs', 'counter', 'totals.json')
   counts = totals['counts']

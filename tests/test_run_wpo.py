@@ -49,6 +49,11 @@ def test_local_run_writes_logs_curve_and_checkpoint(tmp_path):
   workdir = str(tmp_path / 'run')
   result = launch(workdir, '--num_steps=2000', '--eval_every=1000')
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  # One line names the learner's device; run.json records it (this machine has no GPU).
+  assert [l for l in result.stdout.splitlines() if l.startswith('learner device:')] == [
+      'learner device: cpu']
+  with open(os.path.join(workdir, 'run.json')) as f:
+    assert json.load(f)['learner_device'] == 'cpu'
 
   evaluator = _rows(workdir, 'evaluator')
   assert {'actor_steps', 'episode_return'} <= set(evaluator[0])

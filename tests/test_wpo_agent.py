@@ -67,11 +67,13 @@ def test_builder_runs_in_acme_environment_loop_with_reverb():
                          logger=loggers.NoOpLogger())
   loop.run(num_steps=300)
 
+  # `steps` checks the learner's pending calls first, which counts them.
+  learner_steps = learner.steps
   counts = counter.get_counts()
   assert counts['actor_steps'] >= 300
   # One learner step per batch/spi = 1 actor step once min_replay_size transitions are in.
   assert counts['learner_steps'] >= 300 - config.min_replay_size - config.n_step
-  assert learner.steps == counts['learner_steps']
+  assert learner_steps == counts['learner_steps']
   assert {'critic_loss', 'wpo_loss', 'kl_mean', 'policy_stddev_mean', 'policy_grad_norm',
           'learner_steps'} <= set(learner_logger.rows[-1])
   # The actor's variable client has fetched parameters that differ from the initial ones.
@@ -154,10 +156,16 @@ def test_learner_stops_on_non_finite_loss_and_keeps_last_state():
   learner = wpo.WPOLearner(networks, config, jax.random.PRNGKey(0), poisoned_batches(),
                            logger=loggers.NoOpLogger())
   before = learner.save()
+  # Checked once per `metrics_every` calls: the last of them raises at the latest.
   with pytest.raises(wpo.NonFiniteLossError, match='non-finite'):
-    learner.step()
+    for _ in range(config.metrics_every):
+      learner.step()
   assert learner.steps == 0
-  jax.tree_util.tree_map(np.testing.assert_array_equal, learner.save().params, before.params)
+  jax.tree_util.tree_map(np.testing.assert_array_equal,
+                         learner.get_variables(['policy', 'critic']),
+                         [before.params.policy, before.params.critic])
+  with pytest.raises(wpo.NonFiniteLossError):  # No checkpoint can be taken of a failed learner.
+    learner.save()
 
 
 @pytest.mark.parametrize('field, value', [

@@ -43,6 +43,10 @@ class WPOConfig(learning.LearnerConfig):
   max_replay_size: int = 1_000_000
   num_sgd_steps_per_step: int = 1
   prefetch_size: int = 4
+  # The learner reads its metrics (and checks that the loss is finite) once every
+  # `metrics_every` calls, and before any checkpoint or parameter read, so that the device runs
+  # ahead of the host in between; 1 checks every call.
+  metrics_every: int = 8
   replay_table_name: str = 'priority_table'
   # Acting.
   variable_update_period: int = 1000
@@ -77,6 +81,7 @@ class WPOConfig(learning.LearnerConfig):
     _check(self.num_sgd_steps_per_step >= 1, 'num_sgd_steps_per_step', 'an integer >= 1',
            self.num_sgd_steps_per_step)
     _check(self.prefetch_size >= 0, 'prefetch_size', 'an integer >= 0', self.prefetch_size)
+    _check(self.metrics_every >= 1, 'metrics_every', 'an integer >= 1', self.metrics_every)
     _check(self.variable_update_period >= 1, 'variable_update_period', 'an integer >= 1',
            self.variable_update_period)
     # Actors and environments (agents.environments) use the canonical [-1, 1] action box.
