@@ -19,7 +19,8 @@ to the run), then, on `--num_batches` replay batches:
    bounds its drift over a run. The mean channel's figures come alongside.
 2. Drift in one refresh period: from the checkpoint, with σ̄ = σ, `target_update_period` − 1 SGD
    steps on replay batches for each learner variant (σ-KL weights, Lagrange ε_σ,
-   batch-normalised ∇aQ, an entropy term), reporting mean |σ − σ̄| and mean σ at the end.
+   batch-normalised ∇aQ, an entropy term, the tanh-Gaussian head on the same parameters),
+   reporting mean |σ − σ̄| and mean σ at the end.
 3. Exploration: the fraction of actions at the box bounds for a clipped Gaussian N(0, s) and
    near them for tanh(N(0, s)) (closed form and Monte Carlo); in the replay, the fraction of
    stored actions on the bounds; at the replay's states, where the checkpoint's policy means lie
@@ -67,6 +68,11 @@ VARIANTS = {
     'batch_normalise': {'dq_da_transform': 'batch_normalise'},
     'batch_normalise, α_σ=5': {'dq_da_transform': 'batch_normalise', 'kl_weight_stddev': 5.0},
     'entropy w=1': {'entropy_weight': 1.0},
+}
+TANH_VARIANTS = {
+    'tanh head (α_σ=500)': {},
+    'tanh head, α_σ=5': {'kl_weight_stddev': 5.0},
+    'tanh head, α_σ=0 (free)': {'kl_weight_stddev': 0.0},
 }
 
 
@@ -247,6 +253,12 @@ def main(argv):
 
   drift_results = {name: drift(nets, action_dim, config, state, batches, overrides)
                    for name, overrides in VARIANTS.items()}
+  # The tanh-Gaussian head has the Gaussian's parameters: the same state read as pre-squash
+  # (μ, σ), so its balance is measured at the same σ (its actions, tanh(μ + σε), differ).
+  tanh_config = dataclasses.replace(config, policy='tanh_gaussian')
+  tanh_nets = wpo.make_networks(spec, tanh_config).networks
+  for name, overrides in TANH_VARIANTS.items():
+    drift_results[name] = drift(tanh_nets, action_dim, tanh_config, state, batches, overrides)
 
   observation = batches.observation.reshape(-1, batches.observation.shape[-1])
   current = nets.policy.apply(state.params.policy, observation)
