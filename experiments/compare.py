@@ -9,6 +9,8 @@ evaluation (mean action, `--eval_episodes` episodes every `--eval_every` steps, 
 training) and the same hidden-layer sizes, batch size and replay ratio for every method
 (`agents.baselines.CommonSettings`). Each run lives in `<workdir>/runs/<task>/<method>/seed_<s>/`
 (':' in task names becomes '-') with training.train's logs, learning curve and checkpoints.
+`--methods` also takes WPO variants, `wpo[kl_weight_stddev=5,kl_mode=lagrange]`, each its own
+method with its own directory (`experiments/methods.py`).
 
 Re-running with the same --workdir resumes: a run with a DONE marker for at least --num_steps is
 skipped; any other resumes from its last checkpoint (a larger --num_steps extends finished runs).
@@ -38,6 +40,7 @@ from agents import baselines
 from agents import checkpointing
 from agents import environments
 from agents import wpo
+from experiments import methods as methods_lib
 from experiments import policy_flags
 from experiments import report
 from experiments import training
@@ -91,7 +94,9 @@ _PRESET = flags.DEFINE_enum('preset', 'cpu', sorted(PRESETS),
                             'Tasks, methods, seeds, budget and settings; flags below override.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory; re-use it to resume.')
 _TASKS = flags.DEFINE_list('tasks', None, 'Control Suite tasks, domain:task, comma-separated.')
-_METHODS = flags.DEFINE_list('methods', None, f'Methods, comma-separated, of {baselines.METHODS}.')
+_METHODS = flags.DEFINE_string(
+    'methods', None, f'Methods, comma-separated, of {baselines.METHODS}; wpo and mpo take '
+    'WPOConfig overrides: wpo[kl_weight_stddev=5,kl_mode=lagrange] (experiments/methods.py).')
 _SEEDS = flags.DEFINE_list('seeds', None, 'Seeds, comma-separated non-negative integers.')
 _NUM_STEPS = flags.DEFINE_integer('num_steps', None, 'Environment steps per run.')
 _EVAL_EVERY = flags.DEFINE_integer(
@@ -155,7 +160,10 @@ def preset_from_flags() -> Preset:
   if _TASKS.present:
     changes['tasks'] = tuple(_TASKS.value or ())
   if _METHODS.present:
-    changes['methods'] = tuple(_METHODS.value or ())
+    try:
+      changes['methods'] = methods_lib.canonical_names(_METHODS.value or '')
+    except ValueError as error:
+      raise UsageError(f'--methods: {error}') from None
   if _SEEDS.present:
     changes['seeds'] = _ints(_SEEDS, _SEEDS.value or (), 0)
   for flag in (_NUM_STEPS, _EVAL_EVERY, _EVAL_EPISODES):
@@ -188,7 +196,8 @@ def _check_names(flag, names: Sequence[str], validate) -> None:
 def validate_preset(preset: Preset) -> None:
   """Checks names and numbers; the messages name the flag and the valid values."""
   _check_names(_TASKS, preset.tasks, environments.validate_task_name)
-  _check_names(_METHODS, preset.methods, baselines.validate_method)
+  _check_names(_METHODS, preset.methods,
+               lambda m: methods_lib.resolve(m, preset.settings, preset.wpo_config))
   _non_empty_unique(_SEEDS, preset.seeds)
   if not preset.settings.hidden_sizes:
     raise UsageError('--hidden_sizes is empty.')
@@ -202,11 +211,11 @@ def validate_preset(preset: Preset) -> None:
 def run_settings(preset: Preset, method: str, task: str, seed: int) -> Dict[str, Any]:
   """What a run's results depend on, apart from its budget: stored as run.json and compared on
   resume. WPO's own config only matters to WPO and MPO."""
+  shared, wpo_config = methods_lib.resolve(method, preset.settings, preset.wpo_config)
   settings = {'method': method, 'task': task, 'seed': seed, 'eval_every': preset.eval_every,
-              'eval_episodes': preset.eval_episodes,
-              'settings': dataclasses.asdict(preset.settings)}
-  if method in ('wpo', 'mpo'):
-    settings['wpo_config'] = dataclasses.asdict(preset.wpo_config)
+              'eval_episodes': preset.eval_episodes, 'settings': dataclasses.asdict(shared)}
+  if methods_lib.base_method(method) in methods_lib.CONFIGURED_METHODS:
+    settings['wpo_config'] = dataclasses.asdict(wpo_config)
   return json.loads(json.dumps(settings))  # Tuples become lists, as in the file.
 
 
@@ -232,7 +241,7 @@ def make_plan() -> Plan:
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise UsageError(f'--workdir={workdir} exists and is not a directory.')
   # Seeds outermost: a comparison stopped early still has every method on the first seeds.
-  runs = tuple(Run(m, t, s, report.run_directory(workdir, t, m, s))
+  runs = tuple(Run(m, t, s, report.run_directory(workdir, t, methods_lib.directory_name(m), s))
                for s in preset.seeds for t in preset.tasks for m in preset.methods)
   for run in runs:
     _check_existing(run, run_settings(preset, run.method, run.task, run.seed))
@@ -260,9 +269,12 @@ def train_run(plan: Plan, run: Run) -> Dict[str, Any]:
     settings = run_settings(plan.preset, run.method, run.task, run.seed)
     checkpointing.atomic_write(settings_path, json.dumps(settings, indent=1).encode())
 
+  shared, wpo_config = methods_lib.resolve(run.method, plan.preset.settings,
+                                           plan.preset.wpo_config)
+
   def make_parts(spec, logger_fn):
-    return baselines.make_agent_parts(run.method, spec, plan.preset.settings,
-                                      plan.preset.wpo_config, logger_fn)
+    return baselines.make_agent_parts(methods_lib.base_method(run.method), spec, shared,
+                                      wpo_config, logger_fn)
 
   start = time.time()
   counts = training.train(make_parts, run.task, run.seed, run.directory, plan.schedule,
@@ -295,7 +307,7 @@ def run_all(plan: Plan) -> List[Tuple[Run, str]]:
       failures.append((run, str(error)))
     else:
       print(f'{name}: finished in {done["session_seconds"]} s', flush=True)
-    report.write_reports(plan.workdir, baselines.METHODS)
+    report.write_reports(plan.workdir, methods_lib.report_order(plan.preset.methods))
   return failures
 
 
@@ -312,7 +324,7 @@ def main(argv):
   except KeyboardInterrupt:
     sys.exit(f'Interrupted: the current run wrote a checkpoint; re-run with '
              f'--workdir={plan.workdir} to resume.')
-  report.write_reports(plan.workdir, baselines.METHODS)
+  report.write_reports(plan.workdir, methods_lib.report_order(plan.preset.methods))
   print(f'Results: {os.path.join(plan.workdir, "results.md")}, results.csv, plots/')
   if failures:
     sys.exit('error: runs failed (re-run to resume them from their last checkpoint):\n' +

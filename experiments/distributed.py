@@ -63,6 +63,7 @@ import tqdm
 from agents import checkpointing
 from agents import devices
 from agents import environments
+from agents import policy_stats
 from agents import reverb_bind
 from experiments import plots
 from experiments import training
@@ -373,13 +374,13 @@ class EvaluatorWorker:
     parts = run.parts()
     eval_key = jax.random.split(jax.random.PRNGKey(run.seed), 3)[2]  # As in the local run.
     environment = environments.make_environment(run.task, run.seed + training.EVAL_SEED_OFFSET)
-    evaluator = parts.builder.make_actor(eval_key, parts.evaluation_policy,
-                                         variable_source=RemoteVariableSource(learner))
+    evaluator, observers = policy_stats.make_evaluator(parts, eval_key,
+                                                       RemoteVariableSource(learner))
     self._loop = EnvironmentLoop(
         environment, evaluator,
         counter=counting.Counter(RemoteCounter(counter, 'evaluator'), 'evaluator',
                                  time_delta=0.),
-        logger=training.make_logger(run.workdir, 'evaluator'))
+        logger=training.make_logger(run.workdir, 'evaluator'), observers=observers)
 
   def ready(self) -> bool:
     return True

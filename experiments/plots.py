@@ -4,7 +4,9 @@
 draws the mean evaluation return against environment steps (`actor_steps`), one line per label,
 shading the min–max spread where several episodes were logged at the same step.
 `plot_curves({'wpo': curve, ...}, ...)` draws already aggregated `Curve`s the same way (e.g. one per
-method, aggregated over seeds).
+method, aggregated over seeds). Where the logs carry the policy's σ (WPO's evaluator rows:
+policy_stddev_mean/min/max, `agents.policy_stats`), a smaller axis below the returns shows σ's
+mean and its min–max band per evaluation, in the colour of the run's return curve.
 
 Logs may belong to a run that is still going or that crashed: a missing or empty file, a row cut
 off mid-write or a row that does not parse is skipped, never raised. The PNG is written to a
@@ -26,6 +28,7 @@ from matplotlib.figure import Figure
 
 STEP_COLUMN = 'actor_steps'
 RETURN_COLUMN = 'episode_return'
+STDDEV_COLUMNS = ('policy_stddev_mean', 'policy_stddev_min', 'policy_stddev_max')
 
 
 class Curve(NamedTuple):
@@ -99,12 +102,35 @@ def aggregate(points: List[Tuple[float, float]]) -> Curve:
                counts=[len(r) for r in returns])
 
 
-def _draw(axes, curve: Curve, label: Optional[str]) -> None:
-  """One mean line, plus its min–max band where any step has more than one episode."""
-  line, = axes.plot(curve.steps, curve.means, marker='o', markersize=3, label=label)
-  if max(curve.counts) > 1:
+def read_stddev(path: str, step_column: str = STEP_COLUMN) -> Curve:
+  """σ per evaluation from an evaluator CSV: the mean of its episodes' σ means, the least of their
+  minimums and the largest of their maximums (an empty Curve where σ was not logged)."""
+  mean, low, high = (aggregate(read_returns(path, step_column, column))
+                     for column in STDDEV_COLUMNS)
+  return stddev_curve(mean, low, high)
+
+
+def stddev_curve(mean: Curve, low: Curve, high: Curve) -> Curve:
+  """Combines the aggregates of σ's mean, min and max columns over the steps all three have."""
+  low_at = dict(zip(low.steps, low.minimums))
+  high_at = dict(zip(high.steps, high.maximums))
+  keep = [i for i, step in enumerate(mean.steps) if step in low_at and step in high_at]
+  return Curve(steps=[mean.steps[i] for i in keep], means=[mean.means[i] for i in keep],
+               minimums=[low_at[mean.steps[i]] for i in keep],
+               maximums=[high_at[mean.steps[i]] for i in keep],
+               counts=[mean.counts[i] for i in keep])
+
+
+def _draw(axes, curve: Curve, label: Optional[str], color: Optional[str] = None,
+          band: bool = False) -> str:
+  """One mean line, plus its min–max band where any step has more than one episode (or
+  always, with `band`). Returns the line's colour."""
+  line, = axes.plot(curve.steps, curve.means, marker='o', markersize=3, label=label,
+                    color=color)
+  if band or max(curve.counts) > 1:
     axes.fill_between(curve.steps, curve.minimums, curve.maximums,
                       color=line.get_color(), alpha=0.2, linewidth=0)
+  return line.get_color()
 
 
 def save_figure_atomically(figure: Figure, png_path: str) -> None:
@@ -140,29 +166,44 @@ def plot_learning_curve(csv_paths: Union[Mapping[str, str], str], png_path: str,
   """
   labelled = {None: csv_paths} if isinstance(csv_paths, str) else dict(csv_paths)
   return plot_curves({label: aggregate(read_returns(path)) for label, path in labelled.items()},
-                     png_path, title)
+                     png_path, title,
+                     stddevs={label: read_stddev(path) for label, path in labelled.items()})
 
 
-def plot_curves(curves: Mapping[Optional[str], Curve], png_path: str, title: str) -> bool:
+def plot_curves(curves: Mapping[Optional[str], Curve], png_path: str, title: str,
+                stddevs: Optional[Mapping[Optional[str], Curve]] = None) -> bool:
   """Plots each `Curve` (mean line, min–max band) against environment steps into `png_path`.
 
-  Keys are legend labels (None: no legend). Returns False, writing nothing, if every curve is
-  empty.
+  Keys are legend labels (None: no legend). `stddevs` holds σ curves (`read_stddev`) by the same
+  labels; where any is non-empty, a second axis below shows them. Returns False, writing
+  nothing, if every return curve is empty.
   """
   curves = {label: curve for label, curve in curves.items() if curve.steps}
   if not curves:
     return False
+  stddevs = {label: curve for label, curve in (stddevs or {}).items()
+             if curve.steps and label in curves}
 
-  figure = Figure(figsize=(7, 4.5), dpi=100)
-  axes = figure.add_subplot()
-  for label, curve in curves.items():
-    _draw(axes, curve, label)
-  axes.set_xlabel('Environment steps')
+  figure = Figure(figsize=(7, 6.0 if stddevs else 4.5), dpi=100)
+  if stddevs:
+    axes, stddev_axes = figure.subplots(2, 1, sharex=True,
+                                        gridspec_kw={'height_ratios': (3, 1)})
+  else:
+    axes, stddev_axes = figure.add_subplot(), None
+  colors = {label: _draw(axes, curve, label) for label, curve in curves.items()}
   axes.set_ylabel('Episode return')
   axes.set_title(title)
   axes.grid(True, alpha=0.3)
   if any(label is not None for label in curves):
     axes.legend(loc='best')
+  if stddev_axes is None:
+    axes.set_xlabel('Environment steps')
+  else:
+    for label, curve in stddevs.items():
+      _draw(stddev_axes, curve, None, color=colors[label], band=True)
+    stddev_axes.set_ylabel('policy σ\n(mean, min–max)')
+    stddev_axes.set_xlabel('Environment steps')
+    stddev_axes.grid(True, alpha=0.3)
   figure.tight_layout()
   save_figure_atomically(figure, png_path)
   return True

@@ -10,7 +10,9 @@ there, finished or not, and writes
                      run's wall-clock time when that evaluation started; empty in logs without it);
   results.md         per task × method, final return and normalised area under the curve, each as
                      mean ± std over seeds;
-  plots/<task>.png   every method's curve: mean over seeds, min–max band across seeds.
+  plots/<task>.png   every method's curve: mean over seeds, min–max band across seeds; below,
+                     the policy σ of the methods that log it (WPO, MPO): mean over seeds of
+                     the evaluation's mean σ, band from the least to the largest σ.
 
 Everything is recomputed from the logs each time, so the outputs are complete however many
 sessions produced the runs; each file is replaced atomically.
@@ -42,6 +44,8 @@ class RunCurve(NamedTuple):
   steps: List[float]
   returns: List[float]
   wallclock: List[Optional[float]]
+  # σ of the evaluated policy per evaluation (plots.read_stddev); empty where not logged.
+  stddev: plots.Curve = plots.Curve([], [], [], [], [])
 
 
 def run_directory(workdir: str, task: str, method: str, seed: int) -> str:
@@ -70,7 +74,8 @@ def read_run(directory: str) -> Optional[RunCurve]:
   clock = plots.aggregate(plots.read_returns(path, return_column=WALLCLOCK_COLUMN))
   clock_at = dict(zip(clock.steps, clock.maximums))
   return RunCurve(settings['method'], settings['task'], int(settings['seed']), curve.steps,
-                  curve.means, [clock_at.get(step) for step in curve.steps])
+                  curve.means, [clock_at.get(step) for step in curve.steps],
+                  plots.read_stddev(path))
 
 
 def read_runs(workdir: str) -> List[RunCurve]:
@@ -164,6 +169,15 @@ def seed_curve(runs: Sequence[RunCurve]) -> plots.Curve:
   return plots.aggregate([(s, v) for run in runs for s, v in zip(run.steps, run.returns)])
 
 
+def seed_stddev(runs: Sequence[RunCurve]) -> plots.Curve:
+  """σ over seeds at each step: the mean of the runs' means, the extremes of their min and max."""
+  def pooled(values):
+    return plots.aggregate([(s, v) for run in runs for s, v in zip(run.stddev.steps,
+                                                                   values(run.stddev))])
+  return plots.stddev_curve(pooled(lambda c: c.means), pooled(lambda c: c.minimums),
+                            pooled(lambda c: c.maximums))
+
+
 def write_reports(workdir: str, methods_order: Sequence[str] = ()) -> List[RunCurve]:
   """Rewrites results.csv, results.md and plots/<task>.png from the runs under `workdir`."""
   runs = read_runs(workdir)
@@ -172,8 +186,9 @@ def write_reports(workdir: str, methods_order: Sequence[str] = ()) -> List[RunCu
                              results_markdown(runs, methods_order).encode())
   groups = _by_task_and_method(runs)
   for task in sorted({r.task for r in runs}):
-    curves = {m: seed_curve(groups[task, m]) for m in _methods(runs, methods_order)
-              if (task, m) in groups}
-    plots.plot_curves(curves, os.path.join(workdir, 'plots', f'{task_slug(task)}.png'),
-                      f'{task} (mean over seeds, min–max band)')
+    present = [m for m in _methods(runs, methods_order) if (task, m) in groups]
+    plots.plot_curves({m: seed_curve(groups[task, m]) for m in present},
+                      os.path.join(workdir, 'plots', f'{task_slug(task)}.png'),
+                      f'{task} (mean over seeds, min–max band)',
+                      stddevs={m: seed_stddev(groups[task, m]) for m in present})
   return runs

@@ -70,30 +70,17 @@ class UsageError(ValueError):
 
 def parse_overrides(overrides) -> Dict[str, Any]:
   """['batch_size=128', 'policy_layers=64,64'] -> typed values for WPOConfig fields."""
-  fields = {f.name: f for f in dataclasses.fields(wpo.WPOConfig)}
-  defaults = wpo.WPOConfig()
+  fields = {f.name for f in dataclasses.fields(wpo.WPOConfig)}
   parsed = {}
   for item in overrides:
     name, sep, text = item.partition('=')
     if not sep or name not in fields:
       raise UsageError(f'--config={item!r}: expected name=value with name one of '
                        f'{sorted(fields)}.')
-    default = getattr(defaults, name)
     try:
-      if isinstance(default, bool):
-        if text.lower() not in ('true', 'false', '1', '0'):
-          raise ValueError(text)
-        value = text.lower() in ('true', '1')
-      elif isinstance(default, tuple):
-        value = tuple(int(x) for x in text.split(',') if x)
-      elif default is None or isinstance(default, float):
-        value = None if text.lower() == 'none' else float(text)
-      else:
-        value = type(default)(text)
-    except ValueError:
-      raise UsageError(f'--config={item!r}: cannot read {text!r} as the type of {name} '
-                       f'(default {default!r}).') from None
-    parsed[name] = value
+      parsed[name] = wpo.parse_field_value(name, text)
+    except ValueError as error:
+      raise UsageError(f'--config={item!r}: {error}') from None
   return parsed
 
 

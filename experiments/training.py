@@ -25,8 +25,10 @@ import tqdm
 
 from agents import baselines
 from agents import checkpointing
+from agents import csv_logs
 from agents import devices
 from agents import environments
+from agents import policy_stats
 from agents import reverb_bind
 from agents import video
 from agents import wpo
@@ -56,7 +58,7 @@ def make_logger(workdir: str, label: str, time_delta: float = 0.0) -> loggers.Lo
   # Imported here: the TensorBoard writer pulls in TensorFlow's summary ops.
   from acme.utils.loggers import tf_summary  # pylint: disable=g-import-not-at-top
   logger = loggers.Dispatcher([
-      loggers.CSVLogger(workdir, label=label, add_uid=False, flush_every=1),
+      csv_logs.ResumableCSVLogger(workdir, label=label, add_uid=False, flush_every=1),
       tf_summary.TFSummaryLogger(os.path.join(workdir, 'tensorboard'), label=label),
   ], serialize_fn=loggers.to_numpy)
   logger = loggers.NoneFilter(logger)
@@ -172,7 +174,7 @@ def _train_with_replay(parts, client, checkpointer, environment, eval_environmen
       # A restored replay is already warm: learning continues at once.
       min_observations=max(0, parts.min_replay_size - replay_size),
       observations_per_step=parts.batch_size / parts.samples_per_insert)
-  evaluator = builder.make_actor(eval_key, parts.evaluation_policy, variable_source=learner)
+  evaluator, eval_observers = policy_stats.make_evaluator(parts, eval_key, learner)
 
   steps = int(counter.get_counts()['actor_steps'])
   bar = tqdm.tqdm(total=schedule.num_steps, initial=steps, unit='step', smoothing=0.1,
@@ -182,7 +184,8 @@ def _train_with_replay(parts, client, checkpointer, environment, eval_environmen
       logger=_ProgressLogger(make_logger(workdir, 'actor'), bar, counter, 'actor'))
   eval_loop = EnvironmentLoop(
       eval_environment, evaluator, counter=counting.Counter(counter, 'evaluator', time_delta=0.),
-      logger=_ProgressLogger(make_logger(workdir, 'evaluator'), bar, counter, 'evaluator'))
+      logger=_ProgressLogger(make_logger(workdir, 'evaluator'), bar, counter, 'evaluator'),
+      observers=eval_observers)
   evaluator_csv = os.path.join(workdir, 'logs', 'evaluator', 'logs.csv')
   last_tick = [time.time()]
 

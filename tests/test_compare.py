@@ -10,6 +10,7 @@ import agents  # pylint: disable=unused-import  (patches dm-acme so that acme im
 from acme.utils.loggers import csv as csv_logger
 import pytest
 
+from experiments import methods
 from experiments import report
 from test_policy_heads import mixture_components_in_checkpoint
 
@@ -80,12 +81,34 @@ def test_reports_from_run_logs(tmp_path):
       assert f.read(8) == _PNG_MAGIC
 
 
+def test_seed_stddev_pools_runs():
+  curve = lambda steps, means, lows, highs: report.plots.Curve(steps, means, lows, highs,
+                                                               [1] * len(steps))
+  runs = [report.RunCurve('wpo', 't', 0, [0, 10], [0, 0], [None, None],
+                          curve([0, 10], [0.5, 0.4], [0.3, 0.2], [0.6, 0.5])),
+          report.RunCurve('wpo', 't', 1, [0, 10], [0, 0], [None, None],
+                          curve([0, 10], [0.5, 0.2], [0.4, 0.1], [0.9, 0.3]))]
+  pooled = report.seed_stddev(runs)
+  assert pooled.steps == [0, 10]
+  assert pooled.means == pytest.approx([0.5, 0.3])
+  assert pooled.minimums == pytest.approx([0.3, 0.1])
+  assert pooled.maximums == pytest.approx([0.9, 0.5])
+
+
 @pytest.mark.parametrize('flag, message', [
     ('--methods=wpo,ppo', "--methods: Unknown method 'ppo'; valid methods: wpo, mpo, sac, td3"),
     ('--tasks=cartpole:swingup,walker:wlak', "--tasks: Unknown task name 'walker:wlak'. Did you "
      "mean 'walker:walk'? Valid names: acrobot:swingup"),
     ('--num_components=3', '--num_components is for mixture policies: add --policy=mixture'),
     ('--policy=beta', 'gaussian|mixture|tanh_gaussian'),
+    ('--methods=wpo,wpo[kl_mode=lagrange', '--methods: \'wpo,wpo[kl_mode=lagrange\': "[" without'),
+    ('--methods=wpo[kl_weight_stdev=5]', "--methods: 'wpo[kl_weight_stdev=5]': Unknown WPOConfig "
+     "field 'kl_weight_stdev'; valid fields: ["),
+    ('--methods=wpo[kl_mode=adaptive]', "kl_mode must be one of ('fixed', 'lagrange')"),
+    ('--methods=sac[batch_size=8]', 'sac takes no overrides'),
+    ('--methods=wpo[]', 'empty overrides'),
+    ('--methods=wpo[kl_weight_stddev=5],wpo[kl_weight_stddev=5.0]',
+     '--methods lists wpo[kl_weight_stddev=5.0] more than once'),
 ])
 def test_bad_input_fails_before_anything_runs(tmp_path, flag, message):
   workdir = tmp_path / 'comparison'
@@ -155,3 +178,37 @@ def test_smoke_comparison_runs_reports_and_resumes(tmp_path):
   result = _compare(workdir, '--preset=smoke', '--methods=sac', '--hidden_sizes=16')
   assert result.returncode != 0
   assert 'holds a run with different settings' in result.stderr
+
+
+def test_smoke_comparison_of_two_wpo_variants(tmp_path):
+  workdir = tmp_path / 'comparison'
+  variant = 'wpo[kl_weight_stddev=5.0,samples_per_insert=4.0]'
+  result = _compare(workdir, '--preset=smoke',
+                    '--methods=wpo,wpo[samples_per_insert=4,kl_weight_stddev=5]')
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  _check_smoke_outputs(workdir, ['wpo', variant])  # Two columns, and two curves' worth of rows.
+  task = workdir / 'runs' / 'cartpole-swingup'
+  directory = task / methods.directory_name(variant)
+  assert sorted(p.name for p in task.iterdir()) == sorted(['wpo', directory.name])
+  settings = json.loads((directory / 'seed_0' / 'run.json').read_text())
+  assert settings['method'] == variant
+  assert settings['wpo_config']['kl_weight_stddev'] == 5.0
+  # The replay ratio is a shared setting: the variant's own value is the one recorded.
+  assert settings['settings']['samples_per_insert'] == 4.0
+  plain = json.loads((task / 'wpo' / 'seed_0' / 'run.json').read_text())
+  assert plain['settings']['samples_per_insert'] == 8.0
+  assert plain['wpo_config']['kl_weight_stddev'] == 500.0
+  # Fewer SGD steps per actor step for the variant: samples_per_insert 4 against 8.
+  steps = {d: json.loads((task / d / 'seed_0' / 'DONE').read_text())['counts']['learner_steps']
+           for d in ('wpo', directory.name)}
+  assert steps[directory.name] < steps['wpo']
+  # Both evaluators log the σ of the evaluated policy on every row.
+  for d in ('wpo', directory.name):
+    rows = _csv_rows(task / d / 'seed_0' / 'logs' / 'evaluator' / 'logs.csv')
+    sigma = [(float(r['policy_stddev_min']), float(r['policy_stddev_mean']),
+              float(r['policy_stddev_max'])) for r in rows]
+    assert sigma and all(0 < low <= mean <= high < 5 for low, mean, high in sigma)
+  # Resume: the variant, spelt differently, is found in its directory and skipped.
+  result = _compare(workdir, '--preset=smoke', f'--methods={variant},wpo')
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  assert f'{variant} on cartpole:swingup, seed 0: skipped, finished earlier' in result.stdout

@@ -132,6 +132,10 @@ def test_two_actors_complete_the_budget_and_leave_no_process(tmp_path):
   evaluator = _rows(workdir, 'evaluator')
   steps = [int(float(r['actor_steps'])) for r in evaluator]
   assert steps[0] == 0 and steps[-1] >= 4000 and 'episode_return' in evaluator[0]
+  # The evaluator's rows carry the σ of the policy it evaluated (every component's, here).
+  for row in evaluator:
+    low, mean, high = (float(row[f'policy_stddev_{k}']) for k in ('min', 'mean', 'max'))
+    assert 0 < low <= mean <= high < 5
   assert float(_rows(workdir, 'learner')[-1]['learner_steps']) > 0
   manifest = _json(workdir, 'checkpoints', 'manifest.json')
   assert manifest['counts']['actor_steps'] == counts['actor_steps']

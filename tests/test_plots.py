@@ -97,3 +97,39 @@ def test_no_data_returns_false_and_writes_nothing(tmp_path, content):
   assert not plots.plot_learning_curve({'a': str(path), 'b': str(tmp_path / 'missing.csv')},
                                        str(png), 'empty')
   assert not (tmp_path / 'out').exists()
+
+
+def _write_stddev_log(directory) -> str:
+  """An evaluator CSV with WPO's σ columns: two episodes at 0, one at 1000."""
+  logger = csv_logger.CSVLogger(str(directory), add_uid=False)
+  for steps, episode_return, mean, low, high in ((0, 1.0, 0.5, 0.4, 0.6),
+                                                 (0, 3.0, 0.3, 0.1, 0.7),
+                                                 (1000, 5.0, 0.2, 0.15, 0.25)):
+    logger.write({'actor_steps': steps, 'episode_return': episode_return,
+                  'policy_stddev_mean': mean, 'policy_stddev_min': low,
+                  'policy_stddev_max': high})
+  logger.close()
+  return logger.file_path
+
+
+def test_stddev_per_evaluation_pools_its_episodes(tmp_path):
+  curve = plots.read_stddev(_write_stddev_log(tmp_path))
+  assert curve.steps == [0, 1000]
+  assert curve.means == pytest.approx([0.4, 0.2])  # Mean of the episodes' means.
+  assert curve.minimums == pytest.approx([0.1, 0.15])  # Least of their minimums.
+  assert curve.maximums == pytest.approx([0.7, 0.25])  # Largest of their maximums.
+  # A log without σ (other methods) gives an empty curve, not an error.
+  assert plots.read_stddev(_write_log(tmp_path / 'plain')).steps == []
+
+
+def test_stddev_axis_is_drawn_below_the_returns_where_logged(tmp_path):
+  with_stddev = _write_stddev_log(tmp_path / 'a')
+  plain = _write_log(tmp_path / 'b')
+  assert plots.plot_learning_curve(with_stddev, str(tmp_path / 'sigma.png'), 'wpo')
+  assert plots.plot_learning_curve(plain, str(tmp_path / 'plain.png'), 'sac')
+  assert plots.plot_learning_curve({'wpo': with_stddev, 'sac': plain},
+                                   str(tmp_path / 'both.png'), 'both')
+  heights = {name: mpl_image.imread(tmp_path / f'{name}.png').shape[0]
+             for name in ('sigma', 'plain', 'both')}
+  # 6 in × 100 dpi with the σ axis, 4.5 in without.
+  assert heights == {'sigma': 600, 'plain': 450, 'both': 600}

@@ -24,6 +24,11 @@ Params = Any
 Metrics = Dict[str, jax.Array]
 
 KL_MODES = ('fixed', 'lagrange')
+POLICY_LOSS_STATES = ('s', 's_and_next')
+DQ_DA_TRANSFORMS = ('none', 'cube_root', 'batch_normalise')
+# batch_normalise divides ∇aQ by max(RMS, this): a flat critic (RMS ≈ 0) is not blown up to unit
+# scale from rounding noise alone.
+MIN_DQ_DA_RMS = 1e-6
 
 
 class Transition(NamedTuple):
@@ -90,6 +95,17 @@ class LearnerConfig:
   clip_critic_actions: clip actions to [action_minimum, action_maximum] at the critic input.
     ∇aQ is then zero for sampled actions outside the box, which stops the policy from pushing
     its mean out of the bounds.
+  policy_loss_states: 's' takes the WPO term and the KL at the batch's states; 's_and_next' also
+    at the bootstrap states s', as the public reference does (twice the policy states per
+    batch), leaving out the s' whose discount D is 0 (`policy_states`).
+  dq_da_transform: applied to ∇aQ before the WPO term (`transform_dq_da`): 'none'; 'cube_root'
+    (the reference's optional sign(g)·|g|^⅓ squash); 'batch_normalise' (∇aQ / its RMS over the
+    batch, so the WPO term's scale, and with it its balance against the KL, does not depend on
+    the critic's scale).
+  entropy_weight: w ≥ 0 adds −w·Σ_d log σ_d (the Gaussian entropy up to a constant, through the
+    unpreconditioned σ; `log_scale_entropy`) to the policy loss. A departure from the paper's
+    update, which has no entropy term: it pushes σ up by w/σ against the KL's pull; 0 (the
+    default) leaves the update the paper's.
   """
   num_action_samples: int = 20
   discount: float = 0.99
@@ -108,6 +124,9 @@ class LearnerConfig:
   clip_critic_actions: bool = True
   action_minimum: float = -1.0
   action_maximum: float = 1.0
+  policy_loss_states: str = 's'
+  dq_da_transform: str = 'none'
+  entropy_weight: float = 0.0
 
   def __post_init__(self):
     _check(self.num_action_samples >= 1, 'num_action_samples', 'an integer >= 1',
@@ -128,6 +147,11 @@ class LearnerConfig:
     _check(self.kl_epsilon_stddev > 0.0, 'kl_epsilon_stddev', '> 0', self.kl_epsilon_stddev)
     _check(self.action_minimum < self.action_maximum, 'action_minimum',
            f'< action_maximum ({self.action_maximum})', self.action_minimum)
+    _check(self.policy_loss_states in POLICY_LOSS_STATES, 'policy_loss_states',
+           f'one of {POLICY_LOSS_STATES}', self.policy_loss_states)
+    _check(self.dq_da_transform in DQ_DA_TRANSFORMS, 'dq_da_transform',
+           f'one of {DQ_DA_TRANSFORMS}', self.dq_da_transform)
+    _check(self.entropy_weight >= 0.0, 'entropy_weight', '>= 0', self.entropy_weight)
 
 
 global_norm = optax.tree.norm  # √(Σ x²) over every leaf (optax.global_norm is deprecated).
@@ -151,6 +175,50 @@ def per_network_clip(max_norm: Optional[float]) -> optax.GradientTransformation:
 
 def _stateless_update(transform: optax.GradientTransformation, updates: Params) -> Params:
   return transform.update(updates, transform.init(updates))[0]
+
+
+def policy_states(batch: Transition, which: str) -> Tuple[jax.Array, jax.Array]:
+  """The states the policy loss is taken at, and each one's weight in its mean.
+
+  's': the batch's states, weight 1. 's_and_next': those and the bootstrap states s' [2B, O];
+  an s' with discount D = 0 follows a terminal, where the policy never acts, and gets weight 0;
+  the weights are scaled to average 1, so a plain mean of (weight × per-state term) is the mean
+  over the states that count.
+
+  Returns:
+    (observation [S, O], weight [S]) with S = B or 2B.
+  """
+  if which == 's':
+    return batch.observation, jnp.ones(batch.observation.shape[:1], batch.observation.dtype)
+  observation = jnp.concatenate([batch.observation, batch.next_observation], axis=0)
+  counted = jnp.concatenate([jnp.ones_like(batch.discount),
+                             (batch.discount > 0).astype(batch.discount.dtype)])
+  return observation, counted * counted.shape[0] / jnp.sum(counted)
+
+
+def transform_dq_da(dq_da: jax.Array, weight: jax.Array, transform: str) -> jax.Array:
+  """∇aQ [N, S, D] as the WPO term uses it (see LearnerConfig.dq_da_transform).
+
+  'batch_normalise' divides by √(weighted mean of g² over samples, states and dimensions), with
+  the per-state `weight` [S] of `policy_states`, floored at MIN_DQ_DA_RMS: one scale for the
+  whole batch, so the directions across states and dimensions are kept.
+  """
+  if transform == 'none':
+    return dq_da
+  if transform == 'cube_root':
+    return jnp.cbrt(dq_da)
+  mean_square = jnp.mean(weight[None, :, None] * jnp.square(dq_da))
+  return dq_da / jnp.maximum(jnp.sqrt(mean_square), MIN_DQ_DA_RMS)
+
+
+def log_scale_entropy(distribution: Any) -> jax.Array:
+  """Σ_d log σ_d per state: a Gaussian's entropy less its constant D·½log(2πe), [S].
+
+  For a tanh-Gaussian it is the pre-squash Gaussian's; for a mixture the mean over its
+  components (its own entropy has no closed form).
+  """
+  log_scale = jnp.sum(jnp.log(distribution.stddev), axis=-1)
+  return log_scale if log_scale.ndim == 1 else jnp.mean(log_scale, axis=-1)
 
 
 class PolicyImprovement(NamedTuple):
@@ -185,6 +253,11 @@ def make_learner(networks: networks_lib.WPONetworks, action_dim: int,
   With `policy_improvement` the WPO term and its KL penalty are replaced by that step (e.g. MPO
   for a like-for-like baseline); the critic, targets, optimiser and data are unchanged.
   """
+  if policy_improvement is not None and (config.policy_loss_states, config.dq_da_transform,
+                                         config.entropy_weight) != ('s', 'none', 0.0):
+    raise ValueError('policy_loss_states, dq_da_transform and entropy_weight are options of '
+                     'the WPO policy step; leave them at their defaults (s, none, 0) with another '
+                     'policy improvement.')
   optimizer = optax.adam(config.learning_rate)
   dual_optimizer = optax.adam(config.dual_learning_rate)
   network_clip = per_network_clip(config.max_grad_norm)
@@ -252,8 +325,23 @@ def make_learner(networks: networks_lib.WPONetworks, action_dim: int,
       return critic_loss + policy_loss, {**metrics, **improvement_metrics}
 
     # Policy: WPO surrogate with actions and ∇aQ held constant.
-    actions = jax.lax.stop_gradient(policy.sample(policy_key, num_samples))  # [N, B, D]
-    dq_da = jax.grad(lambda a: jnp.sum(q_value(critic_params, batch.observation, a)))(actions)
+    weighted = config.policy_loss_states != 's'
+    if weighted:
+      observation, weight = policy_states(batch, config.policy_loss_states)  # [S, O], [S]
+      policy = networks.policy.apply(params.policy, observation)
+      target_policy = networks.policy.apply(target_params.policy, observation)
+    else:
+      observation = batch.observation
+    actions = jax.lax.stop_gradient(policy.sample(policy_key, num_samples))  # [N, S, D]
+    dq_da = jax.grad(lambda a: jnp.sum(q_value(critic_params, observation, a)))(actions)
+    dq_da_norm = jnp.mean(jnp.linalg.norm(dq_da, axis=-1))  # As the critic gives it.
+    if config.dq_da_transform != 'none':
+      dq_da = transform_dq_da(dq_da, weight if weighted else jnp.ones(actions.shape[1]),
+                              config.dq_da_transform)
+    if weighted:
+      # The surrogate and the KL penalties average over states: weighting each state's term is
+      # their mean over the states that count (the surrogate is linear in ∇aQ).
+      dq_da = dq_da * weight[None, :, None]
     if not config.natural_gradient:
       moved = policy
     elif config.fisher_damping is None:
@@ -264,6 +352,8 @@ def make_learner(networks: networks_lib.WPONetworks, action_dim: int,
 
     # KL to the target policy, through the unpreconditioned parameters.
     kl = policy.kl_from(target_policy)
+    if weighted:
+      kl = losses.DecoupledKL(kl.mean * weight[:, None], kl.stddev * weight[:, None])
     if config.kl_mode == 'fixed':
       penalty = losses.fixed_kl_penalty(kl, config.kl_weight_mean, config.kl_weight_stddev)
     else:
@@ -277,8 +367,15 @@ def make_learner(networks: networks_lib.WPONetworks, action_dim: int,
         kl_stddev=jnp.mean(jnp.sum(kl.stddev, axis=-1)),
         kl_weight_mean=jnp.mean(penalty.weight_mean),
         kl_weight_stddev=jnp.mean(penalty.weight_stddev),
-        dq_da_norm=jnp.mean(jnp.linalg.norm(dq_da, axis=-1)))
-    return critic_loss + wpo_loss + penalty.loss, metrics
+        dq_da_norm=dq_da_norm)
+    policy_loss = wpo_loss + penalty.loss
+    if config.entropy_weight > 0:
+      # Not in the paper's update (see LearnerConfig.entropy_weight).
+      entropy = log_scale_entropy(policy)
+      entropy_loss = -config.entropy_weight * jnp.mean(weight * entropy if weighted else entropy)
+      metrics['entropy_loss'] = entropy_loss
+      policy_loss = policy_loss + entropy_loss
+    return critic_loss + policy_loss, metrics
 
   def sgd_step(state: TrainingState, batch: Transition) -> Tuple[TrainingState, Metrics]:
     key, step_key = jax.random.split(state.key)

@@ -2,6 +2,7 @@
 
 from agents.wpo.builder import WPOBuilder
 from agents.wpo.config import make_config
+from agents.wpo.config import parse_field_value
 from agents.wpo.config import PRESETS
 from agents.wpo.config import WPOConfig
 from agents.wpo.learning import NonFiniteLossError

@@ -20,8 +20,10 @@ class WPOConfig(learning.LearnerConfig):
   """Every knob of the WPO agent; defaults are the public reference launcher's.
 
   The learner's fields (num_action_samples, discount, target_update_period, learning_rate,
-  max_grad_norm, natural_gradient, kl_*, clip_critic_actions, action bounds) are inherited from
-  `wpo_jax.learning.LearnerConfig`, which documents and validates them.
+  max_grad_norm, natural_gradient, kl_*, clip_critic_actions, action bounds, policy_loss_states,
+  dq_da_transform, entropy_weight) are inherited from `wpo_jax.learning.LearnerConfig`, which
+  documents and validates them. init_scale: σ of the initial policy (pre-squash for
+  tanh_gaussian).
   """
   # Policy improvement: 'wpo', or 'mpo' (dm-acme's MPO loss behind the same critic and learner,
   # for a like-for-like baseline; Gaussian policy only).
@@ -61,6 +63,11 @@ class WPOConfig(learning.LearnerConfig):
            f'one of {POLICY_IMPROVEMENTS}', self.policy_improvement)
     _check(self.policy_improvement == 'wpo' or self.policy == 'gaussian', 'policy_improvement',
            "'wpo' unless policy='gaussian' (MPO's loss is for Gaussian policies)",
+           self.policy_improvement)
+    wpo_options = (self.policy_loss_states, self.dq_da_transform, self.entropy_weight)
+    _check(self.policy_improvement == 'wpo' or wpo_options == ('s', 'none', 0.0),
+           'policy_improvement', "'wpo' when policy_loss_states, dq_da_transform or "
+           'entropy_weight differ from their defaults (they are options of the WPO step)',
            self.policy_improvement)
     _check(self.num_components >= 1, 'num_components', 'an integer >= 1', self.num_components)
     _check(len(self.policy_layers) >= 1 and min(self.policy_layers) >= 1, 'policy_layers',
@@ -111,6 +118,35 @@ PRESETS = {
         num_sgd_steps_per_step=4,
     ),
 }
+
+
+def parse_field_value(name: str, text: str) -> Any:
+  """The value of WPOConfig field `name` written as text, typed like the field's default.
+
+  Booleans: true/false/1/0; tuples: comma-separated integers ('64,64'); floats and optional
+  fields: a number, or 'none' for None; other fields: their type's constructor. Only the type is
+  checked here; WPOConfig itself checks the value.
+
+  Raises:
+    ValueError: `name` is not a field (the message lists the valid ones), or `text` does not read
+      as the field's type.
+  """
+  valid = {f.name for f in dataclasses.fields(WPOConfig)}
+  if name not in valid:
+    raise ValueError(f'Unknown WPOConfig field {name!r}; valid fields: {sorted(valid)}.')
+  default = getattr(WPOConfig(), name)
+  try:
+    if isinstance(default, bool):
+      if text.lower() not in ('true', 'false', '1', '0'):
+        raise ValueError(text)
+      return text.lower() in ('true', '1')
+    if isinstance(default, tuple):
+      return tuple(int(x) for x in text.split(',') if x)
+    if default is None or isinstance(default, float):
+      return None if text.lower() == 'none' else float(text)
+    return type(default)(text)
+  except ValueError:
+    raise ValueError(f'cannot read {text!r} as the type of {name} (default {default!r}).') from None
 
 
 def make_config(preset: str = 'default', **overrides: Any) -> WPOConfig:
