@@ -78,7 +78,10 @@ def test_local_actor_acts_with_fresh_online_parameters():
     learner.step()
     history.append(learner.save().params.policy)
     actor.update()
-    time.sleep(0.01)  # Lets the variable client's background fetch land before the next act.
+    if (t + 1) % UPDATE_PERIOD == 0:
+      # This update started the variable client's background fetch: let it land before the
+      # next act, as it does in a run (an environment step takes far longer than a fetch).
+      time.sleep(0.1)
 
   # Fetched every UPDATE_PERIOD updates: never older than that, and refreshed on schedule.
   assert max(staleness) <= UPDATE_PERIOD, staleness
