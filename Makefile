@@ -44,8 +44,8 @@ bench: setup
 	$(PY) -m experiments.bench_learner
 
 # Plants each known wiring bug of tools/mutants.py in a temporary copy, one at a time, and runs
-# the tests meant to catch it; fails if one survives. Not part of `make test` (~17 min on 2
-# loaded cores).
+# the tests meant to catch it; fails if one survives. Not part of `make test` (9-17 min on 2
+# shared cores).
 mutants: setup
 	$(PY) -m tools.mutants
 
