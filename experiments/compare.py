@@ -4,11 +4,11 @@
   python -m experiments.compare --preset=paper --workdir=runs/paper --tasks=walker:walk --seeds=0
 
 Runs every (method, task, seed) of the preset, with any of its values replaced by explicit flags,
-one after another through `experiments.training.train`: the same environment wrappers, the same
+one after another through `runner.local.run`: the same environment wrappers, the same
 evaluation (mean action, `--eval_episodes` episodes every `--eval_every` steps, plus one before
 training) and the same hidden-layer sizes, batch size and replay ratio for every method
-(`agents.baselines.CommonSettings`). Each run lives in `<workdir>/runs/<task>/<method>/seed_<s>/`
-(':' in task names becomes '-') with training.train's logs, learning curve and checkpoints.
+(`agents.methods.CommonSettings`). Each run lives in `<workdir>/runs/<task>/<method>/seed_<s>/`
+(':' in task names becomes '-') with the runner's logs, learning curve and checkpoints.
 
 Re-running with the same --workdir resumes: a run with a DONE marker for at least --num_steps is
 skipped; any other resumes from its last checkpoint (a larger --num_steps extends finished runs).
@@ -25,6 +25,7 @@ if __name__ == '__main__':
   reverb_bind.ensure_preloaded()  # Reverb on loopback only; before anything heavy is imported.
 
 import dataclasses  # pylint: disable=g-import-not-at-top,wrong-import-position
+import functools
 import json
 import os
 import sys
@@ -34,15 +35,15 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 from absl import app
 from absl import flags
 
-from agents import baselines
-from agents import checkpointing
+from agents import atomic_files
 from agents import environments
+from agents import methods
 from agents import wpo
 from experiments import policy_flags
 from experiments import report
-from experiments import training
-
-DONE = 'DONE'
+from runner import experiment
+from runner import local
+from runner import workdir as workdir_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +56,7 @@ class Preset:
   eval_every: int
   eval_episodes: int
   # Network sizes, batch and replay, shared by every method.
-  settings: baselines.CommonSettings
+  settings: methods.CommonSettings
   # WPO's and MPO's own settings (make_agent_parts replaces the shared fields by `settings`).
   wpo_config: wpo.WPOConfig
 
@@ -63,17 +64,17 @@ class Preset:
 PRESETS = {
     # Tiny networks and replay ratio: a run takes seconds, mostly compilation.
     'smoke': Preset(
-        tasks=('cartpole:swingup',), methods=baselines.METHODS, seeds=(0,), num_steps=1000,
+        tasks=('cartpole:swingup',), methods=methods.METHODS, seeds=(0,), num_steps=1000,
         eval_every=1000, eval_episodes=1,
-        settings=baselines.CommonSettings(hidden_sizes=(32, 32), batch_size=32,
+        settings=methods.CommonSettings(hidden_sizes=(32, 32), batch_size=32,
                                           samples_per_insert=8.0, min_replay_size=200),
         wpo_config=wpo.make_config('cpu', num_action_samples=4, variable_update_period=100,
                                    num_sgd_steps_per_step=1)),
     # Two easy tasks, one seed, short budgets: about 20 minutes for all ten runs on 2 cores.
     'cpu': Preset(
-        tasks=('cartpole:swingup', 'reacher:easy'), methods=baselines.METHODS, seeds=(0,),
+        tasks=('cartpole:swingup', 'reacher:easy'), methods=methods.METHODS, seeds=(0,),
         num_steps=20_000, eval_every=5000, eval_episodes=2,
-        settings=baselines.CommonSettings(hidden_sizes=(256, 256), batch_size=128,
+        settings=methods.CommonSettings(hidden_sizes=(256, 256), batch_size=128,
                                           samples_per_insert=16.0),
         # One SGD step per learner step, as the Acme baselines take, so updates arrive on the
         # same schedule for every method.
@@ -82,8 +83,8 @@ PRESETS = {
     'paper': Preset(
         tasks=('cartpole:swingup', 'walker:walk', 'cheetah:run', 'finger:spin', 'reacher:easy',
                'ball_in_cup:catch', 'humanoid:run'),
-        methods=baselines.METHODS, seeds=(0, 1, 2), num_steps=1_000_000, eval_every=10_000,
-        eval_episodes=5, settings=baselines.CommonSettings(),
+        methods=methods.METHODS, seeds=(0, 1, 2), num_steps=1_000_000, eval_every=10_000,
+        eval_episodes=5, settings=methods.CommonSettings(),
         wpo_config=wpo.PRESETS['default']),
 }
 
@@ -91,7 +92,7 @@ _PRESET = flags.DEFINE_enum('preset', 'cpu', sorted(PRESETS),
                             'Tasks, methods, seeds, budget and settings; flags below override.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory; re-use it to resume.')
 _TASKS = flags.DEFINE_list('tasks', None, 'Control Suite tasks, domain:task, comma-separated.')
-_METHODS = flags.DEFINE_list('methods', None, f'Methods, comma-separated, of {baselines.METHODS}.')
+_METHODS = flags.DEFINE_list('methods', None, f'Methods, comma-separated, of {methods.METHODS}.')
 _SEEDS = flags.DEFINE_list('seeds', None, 'Seeds, comma-separated non-negative integers.')
 _NUM_STEPS = flags.DEFINE_integer('num_steps', None, 'Environment steps per run.')
 _EVAL_EVERY = flags.DEFINE_integer(
@@ -121,11 +122,12 @@ class Run(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-  """Every run to do, with the preset (flags applied) and the schedule they share."""
+  """Every run to do, with the preset (flags applied) and the launch settings they share."""
   workdir: str
   preset: Preset
-  schedule: training.Schedule
   runs: Tuple[Run, ...]
+  checkpoint_every_minutes: float
+  progress: bool
 
 
 def _ints(flag, values: Sequence[str], minimum: int) -> Tuple[int, ...]:
@@ -188,7 +190,7 @@ def _check_names(flag, names: Sequence[str], validate) -> None:
 def validate_preset(preset: Preset) -> None:
   """Checks names and numbers; the messages name the flag and the valid values."""
   _check_names(_TASKS, preset.tasks, environments.validate_task_name)
-  _check_names(_METHODS, preset.methods, baselines.validate_method)
+  _check_names(_METHODS, preset.methods, methods.validate_method)
   _non_empty_unique(_SEEDS, preset.seeds)
   if not preset.settings.hidden_sizes:
     raise UsageError('--hidden_sizes is empty.')
@@ -200,20 +202,16 @@ def validate_preset(preset: Preset) -> None:
 
 
 def run_settings(preset: Preset, method: str, task: str, seed: int) -> Dict[str, Any]:
-  """What a run's results depend on, apart from its budget: stored as run.json and compared on
-  resume. WPO's own config only matters to WPO and MPO."""
-  settings = {'method': method, 'task': task, 'seed': seed, 'eval_every': preset.eval_every,
-              'eval_episodes': preset.eval_episodes,
-              'settings': dataclasses.asdict(preset.settings)}
-  if method in ('wpo', 'mpo'):
-    settings['wpo_config'] = dataclasses.asdict(preset.wpo_config)
-  return json.loads(json.dumps(settings))  # Tuples become lists, as in the file.
+  """What a run's results depend on, apart from its budget: its run.json, compared on resume.
+  WPO's own config only matters to WPO and MPO."""
+  wpo_config = preset.wpo_config if method in ('wpo', 'mpo') else None
+  return workdir_lib.run_settings(method, task, seed, preset.eval_every, preset.eval_episodes,
+                                  wpo_config=wpo_config, shared_settings=preset.settings)
 
 
 def _check_existing(run: Run, settings: Dict[str, Any]) -> None:
   """A run directory from an earlier call must have been made with the same settings."""
-  changed = training.changed_settings(os.path.join(run.directory, report.RUN_SETTINGS), settings,
-                                      'wpo_config')
+  changed = workdir_lib.changed_settings(run.directory, settings)
   if changed:
     raise UsageError(f'{run.directory} holds a run with different settings ({changed}); use a '
                      'new --workdir, or the preset and flags that made it.')
@@ -236,44 +234,43 @@ def make_plan() -> Plan:
                for s in preset.seeds for t in preset.tasks for m in preset.methods)
   for run in runs:
     _check_existing(run, run_settings(preset, run.method, run.task, run.seed))
-  schedule = training.Schedule(num_steps=preset.num_steps, eval_every=preset.eval_every,
-                               eval_episodes=preset.eval_episodes,
-                               checkpoint_every_minutes=_CHECKPOINT_MINUTES.value,
-                               progress=_PROGRESS.value, video=False)
-  return Plan(workdir, preset, schedule, runs)
+  return Plan(workdir, preset, runs, _CHECKPOINT_MINUTES.value, _PROGRESS.value)
 
 
 def finished_steps(directory: str) -> Optional[int]:
   """The budget a run was finished with (its DONE marker), or None."""
   try:
-    with open(os.path.join(directory, DONE)) as f:
+    with open(os.path.join(directory, workdir_lib.DONE)) as f:
       return int(json.load(f)['num_steps'])
   except (OSError, ValueError, KeyError, TypeError):
     return None
 
 
+def make_experiment(plan: Plan, run: Run) -> experiment.ExperimentConfig:
+  """One run of the plan, as the runners take it."""
+  preset = plan.preset
+  return experiment.ExperimentConfig(
+      make_parts=functools.partial(methods.make_agent_parts, run.method, preset.settings,
+                                   preset.wpo_config),
+      task=run.task, seed=run.seed, workdir=run.directory, num_steps=preset.num_steps,
+      eval_every=preset.eval_every, eval_episodes=preset.eval_episodes,
+      settings=run_settings(preset, run.method, run.task, run.seed),
+      title=f'{run.method} on {run.task}, seed {run.seed}',
+      checkpoint_every_minutes=plan.checkpoint_every_minutes, progress=plan.progress,
+      video=False)
+
+
 def train_run(plan: Plan, run: Run) -> Dict[str, Any]:
   """Trains (or resumes) one run to the plan's budget, then writes its DONE marker."""
-  os.makedirs(run.directory, exist_ok=True)
-  settings_path = os.path.join(run.directory, report.RUN_SETTINGS)
-  if not os.path.exists(settings_path):
-    settings = run_settings(plan.preset, run.method, run.task, run.seed)
-    checkpointing.atomic_write(settings_path, json.dumps(settings, indent=1).encode())
-
-  def make_parts(spec, logger_fn):
-    return baselines.make_agent_parts(run.method, spec, plan.preset.settings,
-                                      plan.preset.wpo_config, logger_fn)
-
   start = time.time()
-  counts = training.train(make_parts, run.task, run.seed, run.directory, plan.schedule,
-                          title=f'{run.method} on {run.task}, seed {run.seed}')
+  counts = local.run(make_experiment(plan, run))
   counts.pop('workdir', None)
-  done = {'num_steps': plan.schedule.num_steps, 'session_seconds': round(time.time() - start, 1),
+  done = {'num_steps': plan.preset.num_steps, 'session_seconds': round(time.time() - start, 1),
           'counts': counts}
-  # Written only after train returned (its final checkpoint is committed), and atomically, so a
-  # DONE marker always means a complete run.
-  checkpointing.atomic_write(os.path.join(run.directory, DONE),
-                             json.dumps(done, indent=1, default=float).encode())
+  # Written only after the run returned (its final checkpoint is committed), and atomically, so
+  # a DONE marker always means a complete run.
+  atomic_files.atomic_write(os.path.join(run.directory, workdir_lib.DONE),
+                            json.dumps(done, indent=1, default=float).encode())
   return done
 
 
@@ -283,10 +280,10 @@ def run_all(plan: Plan) -> List[Tuple[Run, str]]:
   for index, run in enumerate(plan.runs, 1):
     name = f'[{index}/{len(plan.runs)}] {run.method} on {run.task}, seed {run.seed}'
     done_at = finished_steps(run.directory)
-    if done_at is not None and done_at >= plan.schedule.num_steps:
+    if done_at is not None and done_at >= plan.preset.num_steps:
       print(f'{name}: skipped, finished earlier ({done_at} steps)', flush=True)
       continue
-    print(f'{name}: training to {plan.schedule.num_steps} steps in {run.directory}', flush=True)
+    print(f'{name}: training to {plan.preset.num_steps} steps in {run.directory}', flush=True)
     try:
       done = train_run(plan, run)
     except wpo.NonFiniteLossError as error:
@@ -295,7 +292,7 @@ def run_all(plan: Plan) -> List[Tuple[Run, str]]:
       failures.append((run, str(error)))
     else:
       print(f'{name}: finished in {done["session_seconds"]} s', flush=True)
-    report.write_reports(plan.workdir, baselines.METHODS)
+    report.write_reports(plan.workdir, methods.METHODS)
   return failures
 
 
@@ -312,7 +309,7 @@ def main(argv):
   except KeyboardInterrupt:
     sys.exit(f'Interrupted: the current run wrote a checkpoint; re-run with '
              f'--workdir={plan.workdir} to resume.')
-  report.write_reports(plan.workdir, baselines.METHODS)
+  report.write_reports(plan.workdir, methods.METHODS)
   print(f'Results: {os.path.join(plan.workdir, "results.md")}, results.csv, plots/')
   if failures:
     sys.exit('error: runs failed (re-run to resume them from their last checkpoint):\n' +

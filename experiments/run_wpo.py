@@ -4,7 +4,7 @@
 
 --policy=gaussian|mixture|tanh_gaussian (with --num_components for the mixture) picks the policy
 head. With --distributed (and --num_actors, --ray_address, --reverb_port), the same run with replay,
-learner, actors and evaluator as Ray processes: see experiments/distributed.py.
+learner, actors and evaluator as Ray processes: see runner/distributed.py.
 
 Writes under --workdir: Acme CSV logs (logs/<label>/logs.csv for actor, learner, evaluator),
 TensorBoard events (tensorboard/), learning_curve.png (refreshed at every evaluation),
@@ -30,12 +30,15 @@ from typing import Any, Dict
 from absl import app
 from absl import flags
 
-from agents import baselines
 from agents import environments
+from agents import methods
 from agents import wpo
-from experiments import distributed
 from experiments import policy_flags
-from experiments import training
+from runner import distributed
+from runner import experiment
+from runner import local
+from runner import ray_cluster
+from runner import workdir as workdir_lib
 
 _ENV = flags.DEFINE_string('env', 'cartpole:swingup', 'Control Suite task, domain:task.')
 _NUM_STEPS = flags.DEFINE_integer('num_steps', 100_000, 'Environment steps to train for.')
@@ -51,7 +54,7 @@ _CHECKPOINT_MINUTES = flags.DEFINE_float('checkpoint_every_minutes', 5.0,
                                          'Wall-clock minutes between checkpoints.')
 _VIDEO = flags.DEFINE_bool('video', True, 'Render one evaluation episode to MP4 at the end.')
 _PROGRESS = flags.DEFINE_bool('progress', True, 'Show a progress bar on the terminal.')
-# Distributed runs (experiments/distributed.py): the same run, one Ray process per part.
+# Distributed runs (runner/distributed.py): the same run, one Ray process per part.
 _DISTRIBUTED = flags.DEFINE_bool('distributed', False,
                                  'Run replay, learner, actors and evaluator as Ray processes.')
 _NUM_ACTORS = flags.DEFINE_integer('num_actors', 2, 'With --distributed: training actors.')
@@ -126,8 +129,8 @@ def validate_flags() -> wpo.WPOConfig:
   return config
 
 
-def _cluster() -> distributed.Cluster:
-  return distributed.Cluster(num_actors=_NUM_ACTORS.value, ray_address=_RAY_ADDRESS.value,
+def _cluster() -> ray_cluster.Cluster:
+  return ray_cluster.Cluster(num_actors=_NUM_ACTORS.value, ray_address=_RAY_ADDRESS.value,
                              reverb_port=_REVERB_PORT.value)
 
 
@@ -140,68 +143,50 @@ def validate_cluster_flags() -> None:
       raise UsageError(f'{", ".join(given)}: valid only with --distributed.')
     return
   try:
-    distributed.validate(_cluster())
+    ray_cluster.validate(_cluster())
   except ValueError as error:
     raise UsageError(str(error)) from None
 
 
-def run_settings(config: wpo.WPOConfig) -> Dict[str, Any]:
-  return {'env': _ENV.value, 'seed': _SEED.value, 'preset': _PRESET.value,
-          'config': dataclasses.asdict(config)}
+def make_experiment(config: wpo.WPOConfig, workdir: str) -> experiment.ExperimentConfig:
+  """The run the flags describe; its run.json records the WPO config and evaluation cadence."""
+  settings = workdir_lib.run_settings('wpo', _ENV.value, _SEED.value, _EVAL_EVERY.value,
+                                      _EVAL_EPISODES.value, wpo_config=config)
+  return experiment.ExperimentConfig(
+      make_parts=functools.partial(methods.wpo_agent_parts, config), task=_ENV.value,
+      seed=_SEED.value, workdir=workdir, num_steps=_NUM_STEPS.value, eval_every=_EVAL_EVERY.value,
+      eval_episodes=_EVAL_EPISODES.value, settings=settings, title=f'WPO on {_ENV.value}',
+      checkpoint_every_minutes=_CHECKPOINT_MINUTES.value, progress=_PROGRESS.value,
+      video=_VIDEO.value)
 
 
-def check_or_write_settings(workdir: str, settings: Dict[str, Any]) -> bool:
-  """Writes run.json on a fresh run; on resume refuses settings that differ. Returns resuming."""
-  path = os.path.join(workdir, 'run.json')
-  changed = training.changed_settings(path, settings, 'config')
+def check_resumable(run: experiment.ExperimentConfig) -> None:
+  """A workdir holding a run must hold this one (its run.json); raises UsageError."""
+  changed = workdir_lib.changed_settings(run.workdir, run.settings)
   if changed:
-    raise UsageError(f'--workdir={workdir} holds a run with different settings ({changed}); '
-                     'use a new --workdir, or the same --env/--seed/--preset/--config to '
-                     'resume it.')
-  if changed is not None:
-    return True
-  os.makedirs(workdir, exist_ok=True)
-  with open(path, 'w') as f:
-    json.dump(json.loads(json.dumps(settings)), f, indent=1)
-  return False
+    raise UsageError(f'--workdir={run.workdir} holds a run with different settings ({changed}); '
+                     'use a new --workdir, or the same --env/--seed/--preset/--config/'
+                     '--policy/--eval_every/--eval_episodes to resume it.')
 
 
 def main(argv):
   del argv
   try:
     config = validate_flags()
-    workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))
-    check_or_write_settings(workdir, run_settings(config))
+    run = make_experiment(config, os.path.abspath(os.path.expanduser(_WORKDIR.value)))
+    check_resumable(run)
   except UsageError as error:
     sys.exit(f'error: {error}')
-  run(config, workdir)
-
-
-def _schedule() -> training.Schedule:
-  return training.Schedule(num_steps=_NUM_STEPS.value, eval_every=_EVAL_EVERY.value,
-                           eval_episodes=_EVAL_EPISODES.value,
-                           checkpoint_every_minutes=_CHECKPOINT_MINUTES.value,
-                           progress=_PROGRESS.value, video=_VIDEO.value)
-
-
-def run(config: wpo.WPOConfig, workdir: str) -> None:
-  """Trains in this process or, with --distributed, on Ray; same logs, checkpoints, resume."""
-  # One process turns replay's rate limiter off (it would block on itself); Ray processes keep it.
-  make_parts = functools.partial(baselines.wpo_agent_parts, config,
-                                 single_process=not _DISTRIBUTED.value)
-  title = f'WPO on {_ENV.value}'
   try:
     if _DISTRIBUTED.value:
-      summary = distributed.train(make_parts, _ENV.value, _SEED.value, workdir, _schedule(),
-                                  _cluster(), title=title)
+      summary = distributed.run(run, _cluster())
     else:
-      summary = training.train(make_parts, _ENV.value, _SEED.value, workdir, _schedule(),
-                               title=title)
+      summary = local.run(run)
   except wpo.NonFiniteLossError as error:
-    sys.exit(f'error: {error}\nThe last good checkpoint in {workdir}/checkpoints was left in '
-             'place; fix the cause and re-run with the same --workdir to resume.')
+    sys.exit(f'error: {error}\nThe last good checkpoint in {run.workdir}/{workdir_lib.CHECKPOINTS} '
+             'was left in place; fix the cause and re-run with the same --workdir to resume.')
   except KeyboardInterrupt:
-    sys.exit(f'Interrupted: checkpoint written; re-run with --workdir={workdir} to resume.')
+    sys.exit(f'Interrupted: checkpoint written; re-run with --workdir={run.workdir} to resume.')
   print(json.dumps({'env': _ENV.value, 'seed': _SEED.value, **summary}))
 
 

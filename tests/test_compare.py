@@ -11,6 +11,7 @@ from acme.utils.loggers import csv as csv_logger
 import pytest
 
 from experiments import report
+from runner import workdir as workdir_lib
 from test_policy_heads import mixture_components_in_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,7 +27,7 @@ def _fake_run(workdir, task, method, seed, rows):
   """A run directory as the harness leaves it: run.json and an Acme evaluator CSV."""
   directory = report.run_directory(str(workdir), task, method, seed)
   os.makedirs(directory)
-  with open(os.path.join(directory, report.RUN_SETTINGS), 'w') as f:
+  with open(os.path.join(directory, workdir_lib.RUN_SETTINGS), 'w') as f:
     json.dump({'method': method, 'task': task, 'seed': seed}, f)
   logger = csv_logger.CSVLogger(directory, label='evaluator', add_uid=False)
   for steps, episode_return, seconds in rows:

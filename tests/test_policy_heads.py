@@ -153,7 +153,7 @@ def test_policy_flags_select_the_head_of_a_local_run(tmp_path):
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   assert mixture_components_in_checkpoint(workdir) == 3
   with open(workdir / 'run.json') as f:
-    config = json.load(f)['config']
+    config = json.load(f)['wpo_config']
   assert (config['policy'], config['num_components']) == ('mixture', 3)
 
 
