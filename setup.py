@@ -46,6 +46,11 @@ setuptools.setup(
                                                 'runner', 'runner.*', 'experiments',
                                                 'experiments.*']),
     package_data={'agents': ['reverb_bind.c']},
+    # The same mains as `python -m experiments.run_wpo` and `python -m experiments.compare`.
+    entry_points={'console_scripts': [
+        'wpo-train = experiments.run_wpo:main',
+        'wpo-compare = experiments.compare:main',
+    ]},
     python_requires='>=3.10',
     install_requires=core,
     extras_require={

@@ -9,7 +9,7 @@ the same hidden-layer sizes, so a harness can run them all through one loop.
 import dataclasses
 from typing import Any, Callable, NamedTuple, Tuple
 
-import agents  # noqa: F401  (dm-acme patches, before acme is imported)
+import agents  # noqa: F401  (the hook that lets acme import; see agents/acme_compat.py)
 from acme import specs
 from acme.agents.jax import builders
 import jax.numpy as jnp

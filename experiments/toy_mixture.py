@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from matplotlib.figure import Figure
 import numpy as np
 
-from experiments import plots
+from runner import plots
 from wpo_jax import distributions
 from wpo_jax import losses
 

@@ -34,7 +34,7 @@ import os
 import time
 from typing import Any, Dict, List
 
-import agents  # noqa: F401  (dm-acme patches, before acme is imported)
+import agents  # noqa: F401  (the hook that lets acme import; see agents/acme_compat.py)
 from acme import specs
 import jax
 import ray
@@ -84,8 +84,10 @@ def _run(config, spec, cluster: ray_cluster.Cluster, workers: List[Any]) -> Dict
   placement = ray_cluster.Placement()
   here = placement.here
 
-  def launch(cls, *args, **options):
-    worker = ray.remote(cls).options(**options).remote(*args)
+  def launch(cls, *args, env_vars=None, **options):
+    # MUJOCO_GL as the entry point set it: the worker imports dm_control before it runs any code.
+    env_vars = {**_rendering_environment(), **(env_vars or {})}
+    worker = ray.remote(cls).options(runtime_env={'env_vars': env_vars}, **options).remote(*args)
     workers.append(worker)
     return worker
 
@@ -93,8 +95,7 @@ def _run(config, spec, cluster: ray_cluster.Cluster, workers: List[Any]) -> Dict
                    wiring.initial_counts(wiring.checkpointer(config).counts()),
                    num_cpus=0, scheduling_strategy=here)
   replay = launch(ray_workers.ReplayWorker, config, spec, cluster.reverb_port, num_cpus=0,
-                  scheduling_strategy=here,
-                  runtime_env={'env_vars': reverb_bind.preload_environment()})
+                  scheduling_strategy=here, env_vars=reverb_bind.preload_environment())
   learner = launch(ray_workers.LearnerWorker, config, spec, replay, counter, num_cpus=1,
                    num_gpus=placement.learner_gpus, scheduling_strategy=here,
                    max_concurrency=cluster.num_actors + 4)
@@ -142,6 +143,10 @@ def _run(config, spec, cluster: ray_cluster.Cluster, workers: List[Any]) -> Dict
   totals = ray.get(counter.totals.remote())
   _write_totals(config.workdir, totals, seconds, cluster.num_actors)
   return {**totals['counts'], 'workdir': config.workdir}
+
+
+def _rendering_environment() -> Dict[str, str]:
+  return {name: os.environ[name] for name in ('MUJOCO_GL',) if name in os.environ}
 
 
 def _wait(runs: Dict[Any, str], learner_run, counter, progress: wiring.Progress,

@@ -11,7 +11,7 @@ import dataclasses
 import os
 from typing import Any, Callable, Dict
 
-import agents  # noqa: F401  (dm-acme patches, before acme is imported)
+import agents  # noqa: F401  (the hook that lets acme import; see agents/acme_compat.py)
 from acme import specs
 from acme.utils import loggers
 

@@ -7,7 +7,7 @@ evaluator, logs, learning curve, checkpoints and resume, all from `runner.wiring
 
 from typing import Any, Dict
 
-import agents  # noqa: F401  (dm-acme patches, before acme is imported)
+import agents  # noqa: F401  (the hook that lets acme import; see agents/acme_compat.py)
 from acme import specs
 from acme.agents import agent as acme_agent
 from acme.environment_loop import EnvironmentLoop

@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Any, Dict, List
 
-import agents  # noqa: F401  (dm-acme patches, before acme is imported)
+import agents  # noqa: F401  (the hook that lets acme import; see agents/acme_compat.py)
 from acme import core
 from acme import specs
 from acme.environment_loop import EnvironmentLoop
@@ -19,6 +19,7 @@ import numpy as np
 import ray
 import reverb
 
+from agents import acme_compat
 from agents import environments
 from agents import reverb_bind
 from runner import experiment
@@ -56,6 +57,9 @@ def _cpu_only_jax() -> None:
 
 
 def _start(config: experiment.ExperimentConfig, name: str, cpu_only: bool = True) -> None:
+  """What every worker does first: dm-acme's patches (the process set-up the entry point made in
+  the launcher), its process record, and JAX on the CPU unless it is the learner."""
+  acme_compat.apply()
   ray_cluster.record_process(config.workdir, name)
   if cpu_only:
     _cpu_only_jax()

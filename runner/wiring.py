@@ -13,7 +13,7 @@ import time
 from typing import Any, Dict, Iterator, Mapping, NamedTuple, Optional, Tuple
 
 from absl import logging
-import agents  # noqa: F401  (dm-acme patches, before acme is imported)
+import agents  # noqa: F401  (the hook that lets acme import; see agents/acme_compat.py)
 from acme import core
 from acme.environment_loop import EnvironmentLoop
 from acme.utils import counting
@@ -23,7 +23,7 @@ import tqdm
 from agents import checkpointing
 from agents import environments
 from agents import video
-from experiments import plots
+from runner import plots
 from runner import experiment
 from runner import workdir as workdir_lib
 

@@ -10,7 +10,7 @@ import agents  # pylint: disable=unused-import  (patches dm-acme so that acme im
 from acme.utils.loggers import csv as csv_logger
 import pytest
 
-from experiments import report
+from runner import report
 from runner import workdir as workdir_lib
 from test_policy_heads import mixture_components_in_checkpoint
 

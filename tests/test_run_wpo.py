@@ -121,6 +121,22 @@ def test_bad_input_fails_before_any_work(tmp_path):
   assert not workdir.exists()
 
 
+def test_a_headless_launch_prints_no_glfw_warning(tmp_path):
+  """Without MUJOCO_GL or a display, the entry point sets MUJOCO_GL before dm_control is imported,
+  so GLFW (dm_control's default) never loads and warns "DISPLAY environment variable is missing".
+  The launch stops at flag validation, after every heavy module has been imported."""
+  environment = {k: v for k, v in os.environ.items() if k not in ('MUJOCO_GL', 'DISPLAY')}
+  for module in ('experiments.run_wpo', 'experiments.compare'):
+    result = subprocess.run(
+        [sys.executable, '-m', module, f'--workdir={tmp_path / "run"}', '--seeds=-1']
+        if module.endswith('compare') else
+        [sys.executable, '-m', module, f'--workdir={tmp_path / "run"}', '--env=cartpole:nope'],
+        cwd=REPO, env=environment, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0 and 'error:' in result.stderr, result.stderr[-2000:]
+    assert 'DISPLAY' not in result.stdout + result.stderr, result.stderr[-2000:]
+    assert 'GLFW' not in result.stdout + result.stderr, result.stderr[-2000:]
+
+
 def _wpo_settings(**config):
   from agents import wpo  # pylint: disable=g-import-not-at-top
   from runner import workdir  # pylint: disable=g-import-not-at-top

@@ -25,7 +25,7 @@ from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 from agents import atomic_files
-from experiments import plots
+from runner import plots
 from runner import workdir as workdir_lib
 
 RESULTS_COLUMNS = ('method', 'task', 'seed', 'env_steps', 'eval_return', workdir_lib.WALLCLOCK)
