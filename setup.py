@@ -43,8 +43,14 @@ setuptools.setup(
     long_description=open('README.md').read(),
     long_description_content_type='text/markdown',
     packages=setuptools.find_packages(include=['wpo_jax', 'wpo_jax.*', 'agents', 'agents.*',
-                                                'experiments', 'experiments.*']),
+                                                'runner', 'runner.*', 'experiments',
+                                                'experiments.*']),
     package_data={'agents': ['reverb_bind.c']},
+    # The same mains as `python -m experiments.run_wpo` and `python -m experiments.compare`.
+    entry_points={'console_scripts': [
+        'wpo-train = experiments.run_wpo:main',
+        'wpo-compare = experiments.compare:main',
+    ]},
     python_requires='>=3.10',
     install_requires=core,
     extras_require={

@@ -1,8 +1,16 @@
 """Every compatibility patch that dm-acme 0.4.0 needs on this stack, in one place.
 
 dm-acme 0.4.0 (2022) predates the pinned stack (Python 3.11, JAX 0.4.34, Reverb 0.14) and lists
-dependencies that do not exist here (launchpad, sonnet, gym). Call `apply()` before the first
-`import acme`; importing anything under `agents` does so. The patches:
+dependencies that do not exist here (launchpad, sonnet, gym). Two calls, both idempotent:
+
+  install_import_hook()  makes `import acme` work and changes nothing else (no JAX attribute, no
+                         environment variable, no signal handler): `import agents` makes it, so
+                         library modules import acme with no other side effect.
+  apply()                everything: the hook plus the JAX aliases acme calls at run time. The
+                         entry points (`runner.process.prepare`), Ray workers and tests' conftest
+                         call it before running anything.
+
+The patches:
 
   (JAX names below are gone from JAX 0.4.34, or deprecated and due to go.)
   jax.tree_multimap                              -> jax.tree_util.tree_map (SAC/TD3 learners).
@@ -21,6 +29,10 @@ dependencies that do not exist here (launchpad, sonnet, gym). Call `apply()` bef
                                                     acme.wrappers) work without those packages.
   DeprecationWarnings for jax.tree_map/tree_flatten raised from acme's own call sites (JAX
     0.4.25+; fatal under -W error)              -> ignored for acme modules only.
+  annotations in acme naming the JAX types above, evaluated at import time
+                                                 -> postponed (acme modules are compiled as with
+                                                    `from __future__ import annotations`), so
+                                                    importing acme needs no JAX alias.
   ReverbAdder._writer passes get_signature_timeout_ms to Client.trajectory_writer, which Reverb
     0.14 no longer accepts                       -> the same writer, without that argument.
 
@@ -29,6 +41,7 @@ Import-time patches of acme itself go through one `sys.meta_path` finder (`_Acme
 module directly. Every patch is guarded and does nothing where it is not needed.
 """
 
+import __future__
 import ast
 import contextlib
 import ctypes
@@ -53,14 +66,20 @@ _LAZY_PACKAGE_PARENTS = ('acme.agents.jax',)
 _SIGNALS = 'acme.utils.signals'
 
 
+def install_import_hook() -> None:
+  """Makes `import acme` work on this stack; touches nothing outside acme's own modules."""
+  if not any(isinstance(f, _AcmeFinder) for f in sys.meta_path):
+    sys.meta_path.insert(0, _AcmeFinder())
+  _patch_already_imported()
+
+
 def apply() -> None:
   """Installs all patches; idempotent, so every entry point may call it."""
   global _applied
   if _applied:
     return
   _patch_jax()
-  _install_finder()
-  _patch_already_imported()
+  install_import_hook()
   _applied = True
 
 
@@ -307,6 +326,19 @@ class _PatchingLoader(importlib.abc.Loader):
     return getattr(self._loader, name)
 
 
+class _PostponedAnnotationsLoader(importlib.machinery.SourceFileLoader):
+  """Compiles an acme module as if it began with `from __future__ import annotations`.
+
+  acme 0.4.0 annotates with JAX types that JAX 0.4.34 no longer has (`jax.xla.DeviceArray`, ...);
+  postponed, those annotations stay strings and importing acme needs no alias in JAX. The cached
+  bytecode (compiled without the flag) is bypassed.
+  """
+
+  def get_code(self, fullname):
+    return compile(self.get_source(fullname), self.get_filename(fullname), 'exec',
+                   flags=__future__.annotations.compiler_flag, dont_inherit=True)
+
+
 # ------------------------------------------------------------------------------------------------
 # The import hook.
 
@@ -329,26 +361,21 @@ class _AcmeFinder(importlib.abc.MetaPathFinder):
     self._replace_signals = _missing('launchpad')
 
   def find_spec(self, fullname: str, path, target=None):
-    if not fullname.startswith('acme.'):
+    if fullname != 'acme' and not fullname.startswith('acme.'):
       return None
     if fullname == _SIGNALS and self._replace_signals:
       return importlib.machinery.ModuleSpec(fullname, _SignalsLoader(), origin=__file__)
-    if fullname in _POST_IMPORT_PATCHES:
-      spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-      if spec is not None:
-        spec.loader = _PatchingLoader(spec.loader, _POST_IMPORT_PATCHES[fullname])
+    spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+    if spec is None:
+      return None
+    if _is_lazy_package(fullname) and spec.submodule_search_locations is not None:
+      spec.loader = _LazyPackageLoader(spec.origin)
       return spec
-    if _is_lazy_package(fullname):
-      spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-      if spec is not None and spec.submodule_search_locations is not None:
-        spec.loader = _LazyPackageLoader(spec.origin)
-        return spec
-    return None
-
-
-def _install_finder() -> None:
-  if not any(isinstance(f, _AcmeFinder) for f in sys.meta_path):
-    sys.meta_path.insert(0, _AcmeFinder())
+    if isinstance(spec.loader, importlib.machinery.SourceFileLoader):
+      spec.loader = _PostponedAnnotationsLoader(fullname, spec.origin)
+    if fullname in _POST_IMPORT_PATCHES:
+      spec.loader = _PatchingLoader(spec.loader, _POST_IMPORT_PATCHES[fullname])
+    return spec
 
 
 def _patch_already_imported() -> None:

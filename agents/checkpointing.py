@@ -34,12 +34,13 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional
 
 from absl import logging
 from flax import serialization
 import reverb
+
+from agents.atomic_files import atomic_write  # The one write-then-rename helper.
 
 MANIFEST = 'manifest.json'
 LEGACY_MANIFEST = 'legacy-manifest.json'
@@ -89,24 +90,6 @@ def _fsync_directory(path: str) -> None:
     os.fsync(fd)
   finally:
     os.close(fd)
-
-
-def atomic_write(path: str, data: bytes) -> None:
-  """Writes `data` to `path` through a temporary file and a rename: readers see all or nothing."""
-  directory = os.path.dirname(path)
-  fd, tmp_path = tempfile.mkstemp(dir=directory, prefix='.tmp-')
-  os.close(fd)
-  try:
-    _write_file(tmp_path, data)
-    # mkstemp creates 0600; give the file the permissions an ordinary open() would.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)
-    os.replace(tmp_path, path)
-  except BaseException:
-    if os.path.exists(tmp_path):
-      os.remove(tmp_path)
-    raise
 
 
 def _sha256(path: str) -> str:

@@ -89,7 +89,7 @@ def stddev_function(networks: wpo.WPONetworks) -> Callable[[Any, np.ndarray], An
 
 def make_evaluator(parts: Any, key: jax.Array, variable_source: core.VariableSource,
                    ) -> Tuple[core.Actor, Tuple[observers_base.EnvLoopObserver, ...]]:
-  """The evaluation actor of `parts` (agents.baselines.AgentParts) and its loop's observers."""
+  """The evaluation actor of `parts` (agents.methods.AgentParts) and its loop's observers."""
   if not isinstance(parts.networks, wpo.WPONetworks):
     return parts.builder.make_actor(key, parts.evaluation_policy,
                                     variable_source=variable_source), ()

@@ -23,10 +23,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from typing import Any, Dict, Optional, Sequence, Set
 
 from absl import logging
+
+from agents import atomic_files
 
 _SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'reverb_bind.c')
 _LIBRARY_PREFIX = 'wpo_reverb_bind-'
@@ -49,20 +50,14 @@ def library_path() -> Optional[str]:
   compiler = os.environ.get('CC') or shutil.which('cc') or shutil.which('gcc')
   if compiler is None:
     return None
-  os.makedirs(cache, exist_ok=True)
   # Built beside its final name and renamed: concurrent builders never see a partial file.
-  handle, partial = tempfile.mkstemp(dir=cache, suffix='.so.partial')
-  os.close(handle)
   try:
-    subprocess.run([compiler, '-shared', '-fPIC', '-O2', '-o', partial, _SOURCE, '-ldl'],
-                   check=True, capture_output=True, text=True)
-    os.replace(partial, path)
+    with atomic_files.atomic_output(path) as partial:
+      subprocess.run([compiler, '-shared', '-fPIC', '-O2', '-o', partial, _SOURCE, '-ldl'],
+                     check=True, capture_output=True, text=True)
   except (OSError, subprocess.CalledProcessError) as error:
     logging.warning('Could not build %s: %s', _SOURCE, getattr(error, 'stderr', error))
     return None
-  finally:
-    if os.path.exists(partial):
-      os.remove(partial)
   return path
 
 

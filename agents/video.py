@@ -20,10 +20,11 @@ Ubuntu the Mesa route needs `apt-get install -y libegl1 libegl-mesa0 libgl1-mesa
 import os
 import subprocess
 import sys
-import uuid
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
+
+from agents import atomic_files
 
 _MUJOCO_GL = 'MUJOCO_GL'
 _DEFAULT_BACKEND = 'egl'
@@ -141,13 +142,6 @@ def _camera_id(physics) -> int:
   return 0 if physics.model.ncam > 0 else -1
 
 
-def _temp_path_beside(path: str) -> str:
-  """A fresh name in `path`'s directory with `path`'s extension (ffmpeg picks the format by it)."""
-  directory, name = os.path.split(os.path.abspath(path))
-  extension = os.path.splitext(name)[1]
-  return os.path.join(directory, f'.{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{extension}')
-
-
 def record_episode(environment, select_action: Callable[[np.ndarray], Any], path: str,
                    max_steps: int = 1000, fps: int = 30, height: int = 240,
                    width: int = 320) -> int:
@@ -173,10 +167,8 @@ def record_episode(environment, select_action: Callable[[np.ndarray], Any], path
   camera_id = _camera_id(physics)
   render = lambda: physics.render(height=height, width=width, camera_id=camera_id)
 
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  temp_path = _temp_path_beside(path)
   frames = 0
-  try:
+  with atomic_files.atomic_output(path) as temp_path:
     # Frames are streamed to ffmpeg: a 1000-step episode at 320x240 would be 230 MB in memory.
     with imageio.get_writer(temp_path, format='FFMPEG', fps=fps, codec='libx264',
                             pixelformat='yuv420p', macro_block_size=2) as writer:
@@ -189,9 +181,4 @@ def record_episode(environment, select_action: Callable[[np.ndarray], Any], path
         timestep = environment.step(select_action(timestep.observation))
         writer.append_data(render())
         frames += 1
-    os.replace(temp_path, path)
-  except BaseException:
-    if os.path.exists(temp_path):
-      os.remove(temp_path)
-    raise
   return frames

@@ -35,9 +35,10 @@ import jax
 import numpy as np
 import reverb
 
-from agents import baselines
 from agents import environments
+from agents import methods
 from agents import wpo
+from runner import workdir as workdir_lib
 
 _ENV = flags.DEFINE_string('env', 'cartpole:swingup', 'Control Suite task.')
 _STEPS = flags.DEFINE_integer('num_steps', 10_000, 'Environment steps per launch.')
@@ -73,7 +74,7 @@ def launch(workdir: str, extra: List[str]) -> float:
 
 def steady_rates(workdir: str) -> Dict[str, float]:
   """Env and SGD steps per second of the learner's clock, first 10% of its rows left out."""
-  with open(os.path.join(workdir, 'logs', 'learner', 'logs.csv')) as f:
+  with open(workdir_lib.log_csv(workdir, 'learner')) as f:
     rows = [r for r in csv.DictReader(f) if float(r['learner_steps']) > 0]
   rows = rows[len(rows) // 10:]
   first, last = rows[0], rows[-1]
@@ -118,7 +119,7 @@ def acting_cost() -> Dict[str, float]:
   """Microseconds per step: raw env.step vs select_action + observe (Reverb insert) + env.step."""
   environment = environments.make_environment(_ENV.value, 0)
   spec = specs.make_environment_spec(environment)
-  parts = baselines.wpo_agent_parts(wpo.make_config(PRESET, **OVERRIDES), spec, lambda: None,
+  parts = methods.wpo_agent_parts(wpo.make_config(PRESET, **OVERRIDES), spec, lambda: None,
                                     single_process=True)  # Never blocks: nothing samples here.
   server = reverb.Server(parts.builder.make_replay_tables(spec), port=None)
   client = reverb.Client(f'localhost:{server.port}')

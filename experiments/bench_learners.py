@@ -3,7 +3,7 @@ to WPO's.
 
   python -m experiments.bench_learners [--methods=wpo,mpo,sac] [--hidden_sizes=256,256,256]
 
-Every method is built by `agents.baselines.make_agent_parts` with the same hidden-layer sizes and
+Every method is built by `agents.methods.make_agent_parts` with the same hidden-layer sizes and
 batch size, and its Acme learner is fed synthetic random transitions of a walker-sized problem
 (O=24, D=6) through an iterator of `reverb.ReplaySample`s, as Reverb would deliver them. What is
 timed is `learner.step()` as training calls it (host-to-device copy of the batch, the jitted
@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, Optional
 from absl import app
 from absl import flags
 
-from agents import baselines  # pylint: disable=g-bad-import-order  (patches acme first)
+from agents import methods  # pylint: disable=g-bad-import-order  (patches acme first)
 from acme import specs
 from acme import types
 from acme.utils import counting
@@ -31,7 +31,7 @@ import reverb
 from agents import wpo
 
 _METHODS = flags.DEFINE_list('methods', ['wpo', 'mpo', 'sac'],
-                             f'Methods to measure, of {baselines.METHODS}.')
+                             f'Methods to measure, of {methods.METHODS}.')
 _HIDDEN = flags.DEFINE_list('hidden_sizes', ['256', '256', '256'],
                             'Hidden-layer sizes of every policy and critic.')
 _BATCH = flags.DEFINE_integer('batch_size', 256, 'Transitions per SGD step.')
@@ -73,18 +73,18 @@ def synthetic_replay(spec: specs.EnvironmentSpec, batch_size: int,
   return itertools.cycle([batch() for _ in range(_NUM_BATCHES)])
 
 
-def make_learner(method: str, spec: specs.EnvironmentSpec, settings: baselines.CommonSettings,
+def make_learner(method: str, spec: specs.EnvironmentSpec, settings: methods.CommonSettings,
                  wpo_config: wpo.WPOConfig):
   """The method's Acme learner on synthetic replay, logging nowhere; and its SGD steps per step."""
-  parts = baselines.make_agent_parts(method, spec, settings, wpo_config, loggers.NoOpLogger)
+  parts = methods.make_agent_parts(method, settings, wpo_config, spec, loggers.NoOpLogger)
   learner = parts.builder.make_learner(jax.random.PRNGKey(0), parts.networks,
-                                       synthetic_replay(spec, parts.batch_size),
+                                       synthetic_replay(spec, parts.transitions_per_learner_step),
                                        counter=counting.Counter())
   # WPO can fuse k steps into one learner step, drawing k·B transitions.
-  return learner, parts.batch_size // settings.batch_size
+  return learner, parts.transitions_per_learner_step // settings.batch_size
 
 
-def measure(method: str, spec: specs.EnvironmentSpec, settings: baselines.CommonSettings,
+def measure(method: str, spec: specs.EnvironmentSpec, settings: methods.CommonSettings,
             wpo_config: wpo.WPOConfig, seconds: float) -> Dict[str, Any]:
   """SGD steps/s of `method`'s learner over about `seconds`, after one compiling step."""
   learner, sgd_steps_per_step = make_learner(method, spec, settings, wpo_config)
@@ -110,7 +110,7 @@ def measure(method: str, spec: specs.EnvironmentSpec, settings: baselines.Common
           'first_step_seconds': round(first_step_seconds, 2)}
 
 
-def run(methods, settings: baselines.CommonSettings, wpo_config: wpo.WPOConfig,
+def run(methods, settings: methods.CommonSettings, wpo_config: wpo.WPOConfig,
         spec: specs.EnvironmentSpec, seconds: float):
   """Yields one result per method, WPO first when listed, each with its ratio to WPO."""
   ordered = sorted(methods, key=lambda m: m != 'wpo')
@@ -127,8 +127,8 @@ def run(methods, settings: baselines.CommonSettings, wpo_config: wpo.WPOConfig,
 def main(argv):
   del argv
   for method in _METHODS.value:
-    baselines.validate_method(method)
-  settings = baselines.CommonSettings(hidden_sizes=tuple(int(h) for h in _HIDDEN.value),
+    methods.validate_method(method)
+  settings = methods.CommonSettings(hidden_sizes=tuple(int(h) for h in _HIDDEN.value),
                                       batch_size=_BATCH.value)
   wpo_config = wpo.make_config('default', num_action_samples=_SAMPLES.value)
   spec = synthetic_spec(_OBS.value, _ACT.value)

@@ -4,17 +4,15 @@
   python -m experiments.compare --preset=paper --workdir=runs/paper --tasks=walker:walk --seeds=0
 
 Runs every (method, task, seed) of the preset, with any of its values replaced by explicit flags,
-one after another through `experiments.training.train`: the same environment wrappers, the same
+one after another through `runner.local.run`: the same environment wrappers, the same
 evaluation (mean action, `--eval_episodes` episodes every `--eval_every` steps, plus one before
 training) and the same hidden-layer sizes, batch size and replay ratio for every method
-(`agents.baselines.CommonSettings`). Each run lives in `<workdir>/runs/<task>/<method>/seed_<s>/`
-(':' in task names becomes '-') with training.train's logs, learning curve and checkpoints.
-`--methods` also takes WPO variants, `wpo[kl_weight_stddev=5,kl_mode=lagrange]`, each its own
-method with its own directory (`experiments/methods.py`).
+(`agents.methods.CommonSettings`). Each run lives in `<workdir>/runs/<task>/<method>/seed_<s>/`
+(':' in task names becomes '-') with the runner's logs, learning curve and checkpoints.
 
 Re-running with the same --workdir resumes: a run with a DONE marker for at least --num_steps is
 skipped; any other resumes from its last checkpoint (a larger --num_steps extends finished runs).
-After every run the reports are rebuilt from all runs' logs (`experiments/report.py`):
+After every run the reports are rebuilt from all runs' logs (`runner/report.py`):
 `results.csv`, `results.md` and `plots/<task>.png`. All input is checked before anything runs.
 
 `--policy=mixture|tanh_gaussian` (with `--num_components`) gives WPO another policy head; MPO
@@ -22,314 +20,19 @@ stays Gaussian. Presets: `smoke` (seconds per run, for tests), `cpu` (the whole 
 2 CPU cores) and `paper` (the paper's Control Suite set, 3 seeds, 1M steps).
 """
 
-from agents import reverb_bind  # pylint: disable=g-bad-import-order
-if __name__ == '__main__':
-  reverb_bind.ensure_preloaded()  # Reverb on loopback only; before anything heavy is imported.
 
-import dataclasses  # pylint: disable=g-import-not-at-top,wrong-import-position
-import json
-import os
-import sys
-import time
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
-
-from absl import app
-from absl import flags
-
-from agents import baselines
-from agents import checkpointing
-from agents import environments
-from agents import wpo
-from experiments import methods as methods_lib
-from experiments import policy_flags
-from experiments import report
-from experiments import training
-
-DONE = 'DONE'
-
-
-@dataclasses.dataclass(frozen=True)
-class Preset:
-  """What to run and with which settings."""
-  tasks: Tuple[str, ...]
-  methods: Tuple[str, ...]
-  seeds: Tuple[int, ...]
-  num_steps: int
-  eval_every: int
-  eval_episodes: int
-  # Network sizes, batch and replay, shared by every method.
-  settings: baselines.CommonSettings
-  # WPO's and MPO's own settings (make_agent_parts replaces the shared fields by `settings`).
-  wpo_config: wpo.WPOConfig
-
-
-PRESETS = {
-    # Tiny networks and replay ratio: a run takes seconds, mostly compilation.
-    'smoke': Preset(
-        tasks=('cartpole:swingup',), methods=baselines.METHODS, seeds=(0,), num_steps=1000,
-        eval_every=1000, eval_episodes=1,
-        settings=baselines.CommonSettings(hidden_sizes=(32, 32), batch_size=32,
-                                          samples_per_insert=8.0, min_replay_size=200),
-        wpo_config=wpo.make_config('cpu', num_action_samples=4, variable_update_period=100,
-                                   num_sgd_steps_per_step=1)),
-    # Two easy tasks, one seed, short budgets: about 20 minutes for all ten runs on 2 cores.
-    'cpu': Preset(
-        tasks=('cartpole:swingup', 'reacher:easy'), methods=baselines.METHODS, seeds=(0,),
-        num_steps=20_000, eval_every=5000, eval_episodes=2,
-        settings=baselines.CommonSettings(hidden_sizes=(256, 256), batch_size=128,
-                                          samples_per_insert=16.0),
-        # One SGD step per learner step, as the Acme baselines take, so updates arrive on the
-        # same schedule for every method.
-        wpo_config=wpo.make_config('cpu', num_sgd_steps_per_step=1)),
-    # The paper's Control Suite set at reference scale.
-    'paper': Preset(
-        tasks=('cartpole:swingup', 'walker:walk', 'cheetah:run', 'finger:spin', 'reacher:easy',
-               'ball_in_cup:catch', 'humanoid:run'),
-        methods=baselines.METHODS, seeds=(0, 1, 2), num_steps=1_000_000, eval_every=10_000,
-        eval_episodes=5, settings=baselines.CommonSettings(),
-        wpo_config=wpo.PRESETS['default']),
-}
-
-_PRESET = flags.DEFINE_enum('preset', 'cpu', sorted(PRESETS),
-                            'Tasks, methods, seeds, budget and settings; flags below override.')
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory; re-use it to resume.')
-_TASKS = flags.DEFINE_list('tasks', None, 'Control Suite tasks, domain:task, comma-separated.')
-_METHODS = flags.DEFINE_string(
-    'methods', None, f'Methods, comma-separated, of {baselines.METHODS}; wpo and mpo take '
-    'WPOConfig overrides: wpo[kl_weight_stddev=5,kl_mode=lagrange] (experiments/methods.py).')
-_SEEDS = flags.DEFINE_list('seeds', None, 'Seeds, comma-separated non-negative integers.')
-_NUM_STEPS = flags.DEFINE_integer('num_steps', None, 'Environment steps per run.')
-_EVAL_EVERY = flags.DEFINE_integer(
-    'eval_every', None, 'Environment steps between evaluations; each comes at the first episode '
-    'end past a multiple of it (Control Suite episodes: 1000 steps).')
-_EVAL_EPISODES = flags.DEFINE_integer('eval_episodes', None,
-                                      'Episodes per evaluation (mean action).')
-_HIDDEN = flags.DEFINE_list('hidden_sizes', None,
-                            'Hidden-layer sizes of every policy and critic, e.g. 256,256,256.')
-_BATCH = flags.DEFINE_integer('batch_size', None, 'Transitions per SGD step, every method.')
-_CHECKPOINT_MINUTES = flags.DEFINE_float('checkpoint_every_minutes', 5.0,
-                                         'Wall-clock minutes between checkpoints of a run.')
-_PROGRESS = flags.DEFINE_bool('progress', False, 'Show a progress bar per run.')
-
-
-class UsageError(ValueError):
-  """Bad command-line input, detected before any work starts."""
-
-
-class Run(NamedTuple):
-  """One (method, task, seed) and the directory it lives in."""
-  method: str
-  task: str
-  seed: int
-  directory: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-  """Every run to do, with the preset (flags applied) and the schedule they share."""
-  workdir: str
-  preset: Preset
-  schedule: training.Schedule
-  runs: Tuple[Run, ...]
-
-
-def _ints(flag, values: Sequence[str], minimum: int) -> Tuple[int, ...]:
-  """A list flag's values as integers >= `minimum`."""
-  try:
-    numbers = tuple(int(v) for v in values)
-  except ValueError:
-    raise UsageError(f'--{flag.name}={",".join(values)}: expected integers.') from None
-  if any(n < minimum for n in numbers):
-    raise UsageError(f'--{flag.name}={",".join(values)}: every value must be >= {minimum}.')
-  return numbers
-
-
-def _non_empty_unique(flag, values: Sequence[Any]) -> None:
-  """A list flag names something, and nothing twice (a repeat would train one run twice)."""
-  if not values:
-    raise UsageError(f'--{flag.name} is empty.')
-  repeated = sorted({str(v) for v in values if list(values).count(v) > 1})
-  if repeated:
-    raise UsageError(f'--{flag.name} lists {", ".join(repeated)} more than once.')
-
-
-def preset_from_flags() -> Preset:
-  """The chosen preset with every explicitly given flag in place of its value."""
-  preset = PRESETS[_PRESET.value]
-  changes: Dict[str, Any] = {}
-  if _TASKS.present:
-    changes['tasks'] = tuple(_TASKS.value or ())
-  if _METHODS.present:
-    try:
-      changes['methods'] = methods_lib.canonical_names(_METHODS.value or '')
-    except ValueError as error:
-      raise UsageError(f'--methods: {error}') from None
-  if _SEEDS.present:
-    changes['seeds'] = _ints(_SEEDS, _SEEDS.value or (), 0)
-  for flag in (_NUM_STEPS, _EVAL_EVERY, _EVAL_EPISODES):
-    if flag.present:
-      changes[flag.name] = flag.value
-  shared: Dict[str, Any] = {}
-  if _HIDDEN.present:
-    shared['hidden_sizes'] = _ints(_HIDDEN, _HIDDEN.value or (), 1)
-  if _BATCH.present:
-    shared['batch_size'] = _BATCH.value
-  if shared:
-    changes['settings'] = dataclasses.replace(preset.settings, **shared)
-  try:
-    changes['wpo_config'] = policy_flags.apply(preset.wpo_config)
-  except ValueError as error:
-    raise UsageError(str(error)) from None
-  return dataclasses.replace(preset, **changes)
-
-
-def _check_names(flag, names: Sequence[str], validate) -> None:
-  """Each name passes `validate` (which raises ValueError naming the valid values)."""
-  _non_empty_unique(flag, names)
-  for name in names:
-    try:
-      validate(name)
-    except ValueError as error:
-      raise UsageError(f'--{flag.name}: {error}') from None
-
-
-def validate_preset(preset: Preset) -> None:
-  """Checks names and numbers; the messages name the flag and the valid values."""
-  _check_names(_TASKS, preset.tasks, environments.validate_task_name)
-  _check_names(_METHODS, preset.methods,
-               lambda m: methods_lib.resolve(m, preset.settings, preset.wpo_config))
-  _non_empty_unique(_SEEDS, preset.seeds)
-  if not preset.settings.hidden_sizes:
-    raise UsageError('--hidden_sizes is empty.')
-  for flag, value in ((_NUM_STEPS, preset.num_steps), (_EVAL_EVERY, preset.eval_every),
-                      (_EVAL_EPISODES, preset.eval_episodes),
-                      (_BATCH, preset.settings.batch_size)):
-    if value < 1:
-      raise UsageError(f'--{flag.name}={value} is invalid: it must be >= 1.')
-
-
-def run_settings(preset: Preset, method: str, task: str, seed: int) -> Dict[str, Any]:
-  """What a run's results depend on, apart from its budget: stored as run.json and compared on
-  resume. WPO's own config only matters to WPO and MPO."""
-  shared, wpo_config = methods_lib.resolve(method, preset.settings, preset.wpo_config)
-  settings = {'method': method, 'task': task, 'seed': seed, 'eval_every': preset.eval_every,
-              'eval_episodes': preset.eval_episodes, 'settings': dataclasses.asdict(shared)}
-  if methods_lib.base_method(method) in methods_lib.CONFIGURED_METHODS:
-    settings['wpo_config'] = dataclasses.asdict(wpo_config)
-  return json.loads(json.dumps(settings))  # Tuples become lists, as in the file.
-
-
-def _check_existing(run: Run, settings: Dict[str, Any]) -> None:
-  """A run directory from an earlier call must have been made with the same settings."""
-  changed = training.changed_settings(os.path.join(run.directory, report.RUN_SETTINGS), settings,
-                                      'wpo_config')
-  if changed:
-    raise UsageError(f'{run.directory} holds a run with different settings ({changed}); use a '
-                     'new --workdir, or the preset and flags that made it.')
-
-
-def make_plan() -> Plan:
-  """Validates every flag and existing run; creates nothing. Raises UsageError."""
-  if not _WORKDIR.value:
-    raise UsageError('--workdir is required: the directory for runs, results and plots '
-                     '(re-use it to resume).')
-  preset = preset_from_flags()
-  validate_preset(preset)
-  if _CHECKPOINT_MINUTES.value <= 0:
-    raise UsageError('--checkpoint_every_minutes must be > 0.')
-  workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise UsageError(f'--workdir={workdir} exists and is not a directory.')
-  # Seeds outermost: a comparison stopped early still has every method on the first seeds.
-  runs = tuple(Run(m, t, s, report.run_directory(workdir, t, methods_lib.directory_name(m), s))
-               for s in preset.seeds for t in preset.tasks for m in preset.methods)
-  for run in runs:
-    _check_existing(run, run_settings(preset, run.method, run.task, run.seed))
-  schedule = training.Schedule(num_steps=preset.num_steps, eval_every=preset.eval_every,
-                               eval_episodes=preset.eval_episodes,
-                               checkpoint_every_minutes=_CHECKPOINT_MINUTES.value,
-                               progress=_PROGRESS.value, video=False)
-  return Plan(workdir, preset, schedule, runs)
-
-
-def finished_steps(directory: str) -> Optional[int]:
-  """The budget a run was finished with (its DONE marker), or None."""
-  try:
-    with open(os.path.join(directory, DONE)) as f:
-      return int(json.load(f)['num_steps'])
-  except (OSError, ValueError, KeyError, TypeError):
-    return None
-
-
-def train_run(plan: Plan, run: Run) -> Dict[str, Any]:
-  """Trains (or resumes) one run to the plan's budget, then writes its DONE marker."""
-  os.makedirs(run.directory, exist_ok=True)
-  settings_path = os.path.join(run.directory, report.RUN_SETTINGS)
-  if not os.path.exists(settings_path):
-    settings = run_settings(plan.preset, run.method, run.task, run.seed)
-    checkpointing.atomic_write(settings_path, json.dumps(settings, indent=1).encode())
-
-  shared, wpo_config = methods_lib.resolve(run.method, plan.preset.settings,
-                                           plan.preset.wpo_config)
-
-  def make_parts(spec, logger_fn):
-    return baselines.make_agent_parts(methods_lib.base_method(run.method), spec, shared,
-                                      wpo_config, logger_fn)
-
-  start = time.time()
-  counts = training.train(make_parts, run.task, run.seed, run.directory, plan.schedule,
-                          title=f'{run.method} on {run.task}, seed {run.seed}')
-  counts.pop('workdir', None)
-  done = {'num_steps': plan.schedule.num_steps, 'session_seconds': round(time.time() - start, 1),
-          'counts': counts}
-  # Written only after train returned (its final checkpoint is committed), and atomically, so a
-  # DONE marker always means a complete run.
-  checkpointing.atomic_write(os.path.join(run.directory, DONE),
-                             json.dumps(done, indent=1, default=float).encode())
-  return done
-
-
-def run_all(plan: Plan) -> List[Tuple[Run, str]]:
-  """Every run of the plan, skipping finished ones; reports rebuilt after each. Returns failures."""
-  failures = []
-  for index, run in enumerate(plan.runs, 1):
-    name = f'[{index}/{len(plan.runs)}] {run.method} on {run.task}, seed {run.seed}'
-    done_at = finished_steps(run.directory)
-    if done_at is not None and done_at >= plan.schedule.num_steps:
-      print(f'{name}: skipped, finished earlier ({done_at} steps)', flush=True)
-      continue
-    print(f'{name}: training to {plan.schedule.num_steps} steps in {run.directory}', flush=True)
-    try:
-      done = train_run(plan, run)
-    except wpo.NonFiniteLossError as error:
-      # One diverging run should not cost the rest of the comparison; it resumes next time.
-      print(f'{name}: failed: {error}', flush=True)
-      failures.append((run, str(error)))
-    else:
-      print(f'{name}: finished in {done["session_seconds"]} s', flush=True)
-    report.write_reports(plan.workdir, methods_lib.report_order(plan.preset.methods))
-  return failures
-
-
-def main(argv):
-  if len(argv) > 1:
-    sys.exit(f'error: unexpected arguments {argv[1:]}; every input is a --flag.')
-  try:
-    plan = make_plan()
-  except UsageError as error:
-    sys.exit(f'error: {error}')
-  os.makedirs(plan.workdir, exist_ok=True)
-  try:
-    failures = run_all(plan)
-  except KeyboardInterrupt:
-    sys.exit(f'Interrupted: the current run wrote a checkpoint; re-run with '
-             f'--workdir={plan.workdir} to resume.')
-  report.write_reports(plan.workdir, methods_lib.report_order(plan.preset.methods))
-  print(f'Results: {os.path.join(plan.workdir, "results.md")}, results.csv, plots/')
-  if failures:
-    sys.exit('error: runs failed (re-run to resume them from their last checkpoint):\n' +
-             '\n'.join(f'  {r.method} on {r.task}, seed {r.seed}: {e}' for r, e in failures))
+def main() -> None:
+  """`python -m experiments.compare` and the console script `wpo-compare`."""
+  # pylint: disable=g-import-not-at-top
+  from agents import reverb_bind
+  # First: it re-executes this command once with the wrapper that confines Reverb to one address.
+  reverb_bind.ensure_preloaded()
+  from runner import process
+  process.prepare()  # MUJOCO_GL and dm-acme's patches, before dm_control and acme are imported.
+  from absl import app
+  from experiments import compare_cli as cli
+  app.run(cli.main)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  main()

@@ -4,7 +4,7 @@
 
 --policy=gaussian|mixture|tanh_gaussian (with --num_components for the mixture) picks the policy
 head. With --distributed (and --num_actors, --ray_address, --reverb_port), the same run with replay,
-learner, actors and evaluator as Ray processes: see experiments/distributed.py.
+learner, actors and evaluator as Ray processes: see runner/distributed.py.
 
 Writes under --workdir: Acme CSV logs (logs/<label>/logs.csv for actor, learner, evaluator),
 TensorBoard events (tensorboard/), learning_curve.png (refreshed at every evaluation),
@@ -12,190 +12,19 @@ evaluation.mp4 (at the end, where a headless renderer exists), run.json (the run
 checkpoints/ (learner state, counts, replay). Re-running with the same --workdir resumes.
 """
 
-from agents import reverb_bind  # pylint: disable=g-bad-import-order
-from agents import video  # pylint: disable=g-bad-import-order
-if __name__ == '__main__':
-  # Re-runs this command with the wrapper that confines Reverb to one address; first, so that
-  # nothing heavy has been imported yet.
+
+def main() -> None:
+  """`python -m experiments.run_wpo` and the console script `wpo-train`."""
+  # pylint: disable=g-import-not-at-top
+  from agents import reverb_bind
+  # First: it re-executes this command once with the wrapper that confines Reverb to one address.
   reverb_bind.ensure_preloaded()
-video.configure_headless_rendering()  # MUJOCO_GL must be set before dm_control is imported.
-
-import dataclasses  # pylint: disable=g-import-not-at-top,wrong-import-position
-import functools
-import json
-import os
-import sys
-from typing import Any, Dict
-
-from absl import app
-from absl import flags
-
-from agents import baselines
-from agents import checkpointing
-from agents import devices
-from agents import environments
-from agents import wpo
-from experiments import distributed
-from experiments import policy_flags
-from experiments import training
-
-_ENV = flags.DEFINE_string('env', 'cartpole:swingup', 'Control Suite task, domain:task.')
-_NUM_STEPS = flags.DEFINE_integer('num_steps', 100_000, 'Environment steps to train for.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Random seed (environment, networks, acting).')
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory; re-use it to resume.')
-_EVAL_EVERY = flags.DEFINE_integer('eval_every', 10_000, 'Environment steps between evaluations.')
-_EVAL_EPISODES = flags.DEFINE_integer('eval_episodes', 5, 'Episodes per evaluation (mean action).')
-_PRESET = flags.DEFINE_enum('preset', 'default', sorted(wpo.PRESETS),
-                            'WPO settings: "default" (reference scale) or "cpu" (2-core machine).')
-_OVERRIDES = flags.DEFINE_multi_string(
-    'config', [], 'WPOConfig field override, name=value (repeatable), e.g. --config=batch_size=128.')
-_CHECKPOINT_MINUTES = flags.DEFINE_float('checkpoint_every_minutes', 5.0,
-                                         'Wall-clock minutes between checkpoints.')
-_VIDEO = flags.DEFINE_bool('video', True, 'Render one evaluation episode to MP4 at the end.')
-_PROGRESS = flags.DEFINE_bool('progress', True, 'Show a progress bar on the terminal.')
-# Distributed runs (experiments/distributed.py): the same run, one Ray process per part.
-_DISTRIBUTED = flags.DEFINE_bool('distributed', False,
-                                 'Run replay, learner, actors and evaluator as Ray processes.')
-_NUM_ACTORS = flags.DEFINE_integer('num_actors', 2, 'With --distributed: training actors.')
-_RAY_ADDRESS = flags.DEFINE_string(
-    'ray_address', None, 'With --distributed: "auto" or host:port of a running Ray cluster to '
-    'join; unset, Ray starts on this machine, on loopback only.')
-_REVERB_PORT = flags.DEFINE_integer('reverb_port', 0, 'With --distributed: the Reverb server\'s '
-                                    'TCP port on the launcher\'s node (0: any free port).')
-
-
-class UsageError(ValueError):
-  """Bad command-line input, detected before any work starts."""
-
-
-def parse_overrides(overrides) -> Dict[str, Any]:
-  """['batch_size=128', 'policy_layers=64,64'] -> typed values for WPOConfig fields."""
-  fields = {f.name for f in dataclasses.fields(wpo.WPOConfig)}
-  parsed = {}
-  for item in overrides:
-    name, sep, text = item.partition('=')
-    if not sep or name not in fields:
-      raise UsageError(f'--config={item!r}: expected name=value with name one of '
-                       f'{sorted(fields)}.')
-    try:
-      parsed[name] = wpo.parse_field_value(name, text)
-    except ValueError as error:
-      raise UsageError(f'--config={item!r}: {error}') from None
-  return parsed
-
-
-def validate_flags() -> wpo.WPOConfig:
-  """Checks every input and returns the agent config; raises UsageError before any work."""
-  if not _WORKDIR.value:
-    raise UsageError('--workdir is required: the directory for logs, checkpoints and plots '
-                     '(re-use it to resume a run).')
-  try:
-    environments.validate_task_name(_ENV.value)
-  except ValueError as error:
-    raise UsageError(f'--env: {error}') from None
-  for flag, value, minimum in ((_NUM_STEPS, _NUM_STEPS.value, 1),
-                               (_EVAL_EVERY, _EVAL_EVERY.value, 1),
-                               (_EVAL_EPISODES, _EVAL_EPISODES.value, 1)):
-    if value < minimum:
-      raise UsageError(f'--{flag.name}={value} is invalid: it must be >= {minimum}.')
-  if _CHECKPOINT_MINUTES.value <= 0:
-    raise UsageError('--checkpoint_every_minutes must be > 0.')
-  overrides = parse_overrides(_OVERRIDES.value)
-  both = sorted(set(overrides) & set(policy_flags.given()))
-  if both:
-    raise UsageError(f'--{both[0]} and --config={both[0]}=... are both given; use one.')
-  try:
-    config = policy_flags.apply(wpo.make_config(_PRESET.value, **overrides))
-  except ValueError as error:
-    raise UsageError(str(error)) from None
-  validate_cluster_flags()
-  workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise UsageError(f'--workdir={workdir} exists and is not a directory.')
-  return config
-
-
-def _cluster() -> distributed.Cluster:
-  return distributed.Cluster(num_actors=_NUM_ACTORS.value, ray_address=_RAY_ADDRESS.value,
-                             reverb_port=_REVERB_PORT.value)
-
-
-def validate_cluster_flags() -> None:
-  """The distributed flags: only with --distributed, and valid (Ray address reachable)."""
-  cluster_flags = (_NUM_ACTORS, _RAY_ADDRESS, _REVERB_PORT)
-  if not _DISTRIBUTED.value:
-    given = [f'--{flag.name}' for flag in cluster_flags if flag.present]
-    if given:
-      raise UsageError(f'{", ".join(given)}: valid only with --distributed.')
-    return
-  try:
-    distributed.validate(_cluster())
-  except ValueError as error:
-    raise UsageError(str(error)) from None
-
-
-def run_settings(config: wpo.WPOConfig) -> Dict[str, Any]:
-  return {'env': _ENV.value, 'seed': _SEED.value, 'preset': _PRESET.value,
-          'config': dataclasses.asdict(config)}
-
-
-def check_or_write_settings(workdir: str, settings: Dict[str, Any]) -> bool:
-  """Writes run.json on a fresh run; on resume refuses settings that differ. Returns resuming."""
-  path = os.path.join(workdir, 'run.json')
-  changed = training.changed_settings(path, settings, 'config')
-  if changed:
-    raise UsageError(f'--workdir={workdir} holds a run with different settings ({changed}); '
-                     'use a new --workdir, or the same --env/--seed/--preset/--config to '
-                     'resume it.')
-  if changed is not None:
-    return True
-  os.makedirs(workdir, exist_ok=True)
-  with open(path, 'w') as f:
-    json.dump(json.loads(json.dumps(settings)), f, indent=1)
-  return False
-
-
-def main(argv):
-  del argv
-  try:
-    config = validate_flags()
-    workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))
-    check_or_write_settings(workdir, run_settings(config))
-  except UsageError as error:
-    sys.exit(f'error: {error}')
-  run(config, workdir)
-
-
-def _schedule() -> training.Schedule:
-  return training.Schedule(num_steps=_NUM_STEPS.value, eval_every=_EVAL_EVERY.value,
-                           eval_episodes=_EVAL_EPISODES.value,
-                           checkpoint_every_minutes=_CHECKPOINT_MINUTES.value,
-                           progress=_PROGRESS.value, video=_VIDEO.value)
-
-
-def run(config: wpo.WPOConfig, workdir: str) -> None:
-  """Trains in this process or, with --distributed, on Ray; same logs, checkpoints, resume."""
-  # One process turns replay's rate limiter off (it would block on itself); Ray processes keep it.
-  make_parts = functools.partial(baselines.wpo_agent_parts, config,
-                                 single_process=not _DISTRIBUTED.value)
-  title = f'WPO on {_ENV.value}'
-  try:
-    if _DISTRIBUTED.value:
-      summary = distributed.train(make_parts, _ENV.value, _SEED.value, workdir, _schedule(),
-                                  _cluster(), title=title)
-    else:
-      devices.announce(workdir)
-      summary = training.train(make_parts, _ENV.value, _SEED.value, workdir, _schedule(),
-                               title=title)
-  except wpo.NonFiniteLossError as error:
-    sys.exit(f'error: {error}\nThe last good checkpoint in {workdir}/checkpoints was left in '
-             'place; fix the cause and re-run with the same --workdir to resume.')
-  except checkpointing.CheckpointError as error:  # A full disk, or no usable checkpoint.
-    sys.exit(f'error: {error}')
-  except KeyboardInterrupt:
-    sys.exit(f'Interrupted: checkpoint written; re-run with --workdir={workdir} to resume.')
-  print(json.dumps({'env': _ENV.value, 'seed': _SEED.value, **summary}))
+  from runner import process
+  process.prepare()  # MUJOCO_GL and dm-acme's patches, before dm_control and acme are imported.
+  from absl import app
+  from experiments import train_cli as cli
+  app.run(cli.main)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  main()

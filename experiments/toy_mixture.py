@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from matplotlib.figure import Figure
 import numpy as np
 
-from experiments import plots
+from runner import plots
 from wpo_jax import distributions
 from wpo_jax import losses
 
@@ -194,7 +194,8 @@ def plot(trajectories: Dict[str, Trajectory], png_path: str) -> None:
 def _define_flags() -> None:
   """Command-line flags, defined only when run as a script: importing this module (tests) must
   not claim names such as --seed in absl's global registry, which the launchers also define."""
-  flags.DEFINE_string('out', 'toy_mixture.png', 'Where the PNG goes.')
+  flags.DEFINE_string('out', 'toy_mixture.png', 'The PNG file to write (e.g. runs/toy_mixture.png); '
+                      'its directory is created.')
   flags.DEFINE_integer('steps', 300, 'SGD steps per method.')
   flags.DEFINE_float('learning_rate', 0.02, 'SGD step size, the same for all.')
   flags.DEFINE_integer('num_samples', 16, 'Action samples per step.')

@@ -10,8 +10,9 @@ import agents  # pylint: disable=unused-import  (patches dm-acme so that acme im
 from acme.utils.loggers import csv as csv_logger
 import pytest
 
-from experiments import methods
-from experiments import report
+from runner import method_variants
+from runner import report
+from runner import workdir as workdir_lib
 from test_policy_heads import mixture_components_in_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,7 +28,7 @@ def _fake_run(workdir, task, method, seed, rows):
   """A run directory as the harness leaves it: run.json and an Acme evaluator CSV."""
   directory = report.run_directory(str(workdir), task, method, seed)
   os.makedirs(directory)
-  with open(os.path.join(directory, report.RUN_SETTINGS), 'w') as f:
+  with open(os.path.join(directory, workdir_lib.RUN_SETTINGS), 'w') as f:
     json.dump({'method': method, 'task': task, 'seed': seed}, f)
   logger = csv_logger.CSVLogger(directory, label='evaluator', add_uid=False)
   for steps, episode_return, seconds in rows:
@@ -188,7 +189,7 @@ def test_smoke_comparison_of_two_wpo_variants(tmp_path):
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   _check_smoke_outputs(workdir, ['wpo', variant])  # Two columns, and two curves' worth of rows.
   task = workdir / 'runs' / 'cartpole-swingup'
-  directory = task / methods.directory_name(variant)
+  directory = task / method_variants.directory_name(variant)
   assert sorted(p.name for p in task.iterdir()) == sorted(['wpo', directory.name])
   settings = json.loads((directory / 'seed_0' / 'run.json').read_text())
   assert settings['method'] == variant

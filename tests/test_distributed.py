@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 from test_policy_heads import mixture_components_in_checkpoint
+from test_run_wpo import launch as launch_local
 from test_run_wpo import TINY  # Same tiny networks as the local launcher tests.
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -143,6 +144,52 @@ def test_two_actors_complete_the_budget_and_leave_no_process(tmp_path):
   assert mixture_components_in_checkpoint(workdir) == 3
 
 
+def _layout(workdir):
+  """The workdir's files, relative, with what legitimately varies between launches named by kind:
+  actor_<i> -> actor, learner-<n> -> learner-N, a replay checkpoint's timestamp, and the
+  TensorBoard event files' names (they hold the host, pid and time)."""
+  found = set()
+  for directory, _, files in os.walk(workdir):
+    for name in files:
+      path = os.path.relpath(os.path.join(directory, name), workdir)
+      path = re.sub(r'actor_\d+', 'actor', path)
+      path = re.sub(r'learner-\d+\.msgpack', 'learner-N.msgpack', path)
+      path = re.sub(r'replay/[^/]+/', 'replay/T/', path)
+      path = re.sub(r'^tensorboard/.*', 'tensorboard/events', path)
+      found.add(path)
+  return found
+
+
+def _header(workdir, label):
+  with open(os.path.join(workdir, 'logs', label, 'logs.csv')) as f:
+    return sorted(next(csv.reader(f)))
+
+
+@pytest.mark.slow
+def test_local_and_ray_runs_write_the_same_layout_and_log_schemas(tmp_path):
+  flags = ('--num_steps=2000', '--eval_every=1000')
+  local, ray_run = str(tmp_path / 'local'), str(tmp_path / 'ray')
+  result = launch_local(local, *flags)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  Launch(ray_run, '--num_actors=2', *flags).check_exits_cleanly()
+
+  local_layout, ray_layout = _layout(local), _layout(ray_run)
+  # Only Ray's process records and its launch totals are extra; nothing local is missing.
+  ray_only = ray_layout - local_layout
+  assert ray_only == {'logs/counter/totals.json', 'processes/counter.json',
+                      'processes/replay.json', 'processes/learner.json',
+                      'processes/evaluator.json', 'processes/actor.json'}, ray_only
+  assert local_layout <= ray_layout, local_layout - ray_layout
+  assert {'run.json', 'learning_curve.png', 'checkpoints/manifest.json',
+          'logs/evaluator/logs.csv', 'logs/learner/logs.csv', 'logs/actor/logs.csv'} <= local_layout
+  for label in ('evaluator', 'learner'):
+    assert _header(local, label) == _header(ray_run, label), label
+  for index in (0, 1):
+    assert _header(local, 'actor') == _header(ray_run, f'actor_{index}')
+  # One run.json schema: only the launch mode is not recorded, so the two files are equal.
+  assert _json(local, 'run.json') == _json(ray_run, 'run.json')
+
+
 @pytest.mark.slow
 def test_sigkilled_actor_restarts_and_the_run_completes(tmp_path):
   workdir = str(tmp_path / 'run')
@@ -242,18 +289,18 @@ def test_configuration_errors_fail_before_any_process_starts(tmp_path, flags, me
 
 
 def test_validate_rejects_a_busy_reverb_port_and_bad_addresses(monkeypatch):
-  from experiments import distributed  # pylint: disable=g-import-not-at-top
+  from runner import ray_cluster  # pylint: disable=g-import-not-at-top
   with socket.socket(socket.AF_INET6) as server:
     server.bind(('::', 0))
     server.listen()
     busy = server.getsockname()[1]
     with pytest.raises(ValueError, match=f'--reverb_port={busy} cannot be used'):
-      distributed.validate(distributed.Cluster(reverb_port=busy))
+      ray_cluster.validate(ray_cluster.Cluster(reverb_port=busy))
   with pytest.raises(ValueError, match='--reverb_port=70000 is invalid'):
-    distributed.validate(distributed.Cluster(reverb_port=70000))
+    ray_cluster.validate(ray_cluster.Cluster(reverb_port=70000))
   with pytest.raises(ValueError, match='host:port'):
-    distributed.validate(distributed.Cluster(ray_address='head-node'))
+    ray_cluster.validate(ray_cluster.Cluster(ray_address='head-node'))
   monkeypatch.delenv('RAY_ADDRESS', raising=False)
   with pytest.raises(ValueError, match='--ray_address=auto'):  # No cluster runs here.
-    distributed.validate(distributed.Cluster(ray_address='auto'))
-  distributed.validate(distributed.Cluster(num_actors=3))
+    ray_cluster.validate(ray_cluster.Cluster(ray_address='auto'))
+  ray_cluster.validate(ray_cluster.Cluster(num_actors=3))

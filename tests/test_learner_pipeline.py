@@ -17,7 +17,7 @@ import pytest
 import reverb
 
 from agents import checkpointing
-from agents import devices
+from runner import workdir as workdir_lib
 from agents import wpo
 from wpo_jax import learning
 from wpo_jax import pipeline
@@ -160,7 +160,7 @@ def test_non_finite_loss_mid_run_stops_with_last_good_checkpoint_intact(
   checkpointer = checkpointing.RunCheckpointer(str(tmp_path / 'checkpoints'))
   calls = 0
   with pytest.raises(wpo.NonFiniteLossError, match='non-finite') as raised:
-    while True:  # The loop of experiments.training: step, and checkpoint on a schedule.
+    while True:  # The runners' loop: step, and checkpoint on a schedule.
       learner.step()
       calls += 1
       if calls % checkpoint_every == 0:
@@ -189,21 +189,20 @@ def test_non_finite_loss_mid_run_stops_with_last_good_checkpoint_intact(
 
 
 def test_device_line_is_recorded_and_ignored_by_the_resume_check(tmp_path, capsys):
-  from experiments import run_wpo  # pylint: disable=g-import-not-at-top
-  settings = {'env': 'cartpole:swingup', 'seed': 0, 'preset': 'cpu',
-              'config': dataclasses.asdict(wpo.make_config('cpu'))}
-  assert run_wpo.check_or_write_settings(str(tmp_path), settings) is False
-  assert devices.announce(str(tmp_path)) == 'learner device: cpu'
+  settings = workdir_lib.run_settings('wpo', 'cartpole:swingup', 0, 5000, 2,
+                                      wpo_config=wpo.make_config('cpu'))
+  assert workdir_lib.check_or_write_settings(str(tmp_path), settings) is False
+  assert workdir_lib.announce_learner_device(str(tmp_path)) == 'learner device: cpu'
   assert capsys.readouterr().out == 'learner device: cpu\n'
   with open(tmp_path / 'run.json') as f:
-    assert json.load(f)[devices.RUN_JSON_KEY] == 'cpu'
+    assert json.load(f)[workdir_lib.LEARNER_DEVICE] == 'cpu'
   # A run resumed on another machine: the recorded device is the newest launch's, not a setting.
-  devices.announce(str(tmp_path), 'NVIDIA H200')
-  assert run_wpo.check_or_write_settings(str(tmp_path), settings) is True
+  workdir_lib.announce_learner_device(str(tmp_path), 'NVIDIA H200')
+  assert workdir_lib.check_or_write_settings(str(tmp_path), settings) is True
   with open(tmp_path / 'run.json') as f:
     written = json.load(f)
-  assert written[devices.RUN_JSON_KEY] == 'NVIDIA H200'
-  assert {k: written[k] for k in settings} == json.loads(json.dumps(settings))
+  assert written[workdir_lib.LEARNER_DEVICE] == 'NVIDIA H200'
+  assert {k: written[k] for k in settings} == settings
 
 
 # Runs the benchmark's smoke cases with TensorFlow, Reverb, Acme, Ray and agents unimportable.

@@ -106,8 +106,11 @@ import json, os, sys, functools
 import agents
 import jax
 import numpy as np
-from agents import baselines, wpo
-from experiments import distributed, training
+from agents import methods, wpo
+from runner import distributed, experiment, process, ray_cluster
+from runner import workdir as workdir_lib
+
+process.prepare()
 
 RECORDS, PERIOD = sys.argv[2], int(sys.argv[3])
 
@@ -158,17 +161,20 @@ class RecordingBuilder(wpo.WPOBuilder):
     return super().make_actor(random_key, policy_network, adder, variable_source)
 
 
-def make_parts(config, spec, logger_fn):
-  parts = baselines.wpo_agent_parts(config, spec, logger_fn, single_process=False)
+def make_parts(config, spec, logger_fn, single_process):
+  parts = methods.wpo_agent_parts(config, spec, logger_fn, single_process)
   return parts._replace(builder=RecordingBuilder(config, logger_fn=logger_fn))
 
 
 config = wpo.make_config('cpu', policy_layers=(32, 32), critic_layers=(32, 32),
                          num_action_samples=4, batch_size=32, samples_per_insert=8.0,
                          min_replay_size=200, variable_update_period=PERIOD)
-schedule = training.Schedule(num_steps=3000, eval_every=3000, eval_episodes=1, progress=False)
-distributed.train(functools.partial(make_parts, config), 'cartpole:swingup', 0, sys.argv[1],
-                  schedule, distributed.Cluster(num_actors=1))
+run = experiment.ExperimentConfig(
+    make_parts=functools.partial(make_parts, config), task='cartpole:swingup', seed=0,
+    workdir=sys.argv[1], num_steps=3000, eval_every=3000, eval_episodes=1,
+    settings=workdir_lib.run_settings('wpo', 'cartpole:swingup', 0, 3000, 1, wpo_config=config),
+    title='freshness', progress=False)
+distributed.run(run, ray_cluster.Cluster(num_actors=1))
 '''
 
 

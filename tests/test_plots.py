@@ -1,4 +1,4 @@
-"""Tests for experiments/plots.py on real Acme CSV logs, including damaged and missing ones."""
+"""Tests for runner/plots.py on real Acme CSV logs, including damaged and missing ones."""
 
 import os
 
@@ -7,7 +7,7 @@ from acme.utils.loggers import csv as csv_logger
 from matplotlib import image as mpl_image
 import pytest
 
-from experiments import plots
+from runner import plots
 
 _PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 

@@ -186,13 +186,13 @@ def test_evaluation_acts_with_the_mode(policy):
 def test_launcher_config_flag_selects_the_policy_head():
   """`--config=policy=mixture --config=num_components=3` reaches WPOConfig."""
   from agents import wpo  # pylint: disable=g-import-not-at-top
-  from experiments import run_wpo  # pylint: disable=g-import-not-at-top
-  overrides = run_wpo.parse_overrides(['policy=mixture', 'num_components=3'])
+  from experiments import train_cli  # pylint: disable=g-import-not-at-top
+  overrides = train_cli.parse_overrides(['policy=mixture', 'num_components=3'])
   assert overrides == {'policy': 'mixture', 'num_components': 3}
   config = wpo.make_config('cpu', **overrides)
   assert (config.policy, config.num_components) == ('mixture', 3)
   with pytest.raises(ValueError, match='policy'):
-    wpo.make_config('cpu', **run_wpo.parse_overrides(['policy=beta']))
+    wpo.make_config('cpu', **train_cli.parse_overrides(['policy=beta']))
 
 
 def mixture_components_in_checkpoint(workdir) -> int:
@@ -214,7 +214,7 @@ def test_policy_flags_select_the_head_of_a_local_run(tmp_path):
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   assert mixture_components_in_checkpoint(workdir) == 3
   with open(workdir / 'run.json') as f:
-    config = json.load(f)['config']
+    config = json.load(f)['wpo_config']
   assert (config['policy'], config['num_components']) == ('mixture', 3)
 
 

@@ -140,7 +140,7 @@ def _checkpoint_contents(workdir) -> _Checkpoint:
   # pylint: disable=g-import-not-at-top
   import agents  # noqa: F401  (dm-acme patches before acme is imported)
   from acme import specs
-  from agents import baselines
+  from agents import methods
   from agents import checkpointing
   from agents import environments
   from agents import reverb_bind
@@ -150,9 +150,9 @@ def _checkpoint_contents(workdir) -> _Checkpoint:
   with open(os.path.join(workdir, 'run.json')) as f:
     settings = json.load(f)
   config = wpo.WPOConfig(**{k: tuple(v) if isinstance(v, list) else v
-                            for k, v in settings['config'].items()})
-  spec = specs.make_environment_spec(environments.make_environment(settings['env'], 0))
-  parts = baselines.wpo_agent_parts(config, spec, lambda: None)
+                            for k, v in settings['wpo_config'].items()})
+  spec = specs.make_environment_spec(environments.make_environment(settings['task'], 0))
+  parts = methods.wpo_agent_parts(config, spec, lambda: None)
   nets = parts.networks
   template = learning.make_learner(nets.networks, nets.action_dim, config.learner_config()).init(
       jax.random.PRNGKey(0), nets.observation_dim)
@@ -188,19 +188,70 @@ def test_bad_input_fails_before_any_work(tmp_path):
   assert not workdir.exists()
 
 
-def test_resume_accepts_a_run_json_from_before_a_config_field_existed(tmp_path):
-  import dataclasses  # pylint: disable=g-import-not-at-top
+def test_a_headless_launch_prints_no_glfw_warning(tmp_path):
+  """Without MUJOCO_GL or a display, the entry point sets MUJOCO_GL before dm_control is imported,
+  so GLFW (dm_control's default) never loads and warns "DISPLAY environment variable is missing".
+  The launch stops at flag validation, after every heavy module has been imported."""
+  environment = {k: v for k, v in os.environ.items() if k not in ('MUJOCO_GL', 'DISPLAY')}
+  for module in ('experiments.run_wpo', 'experiments.compare'):
+    result = subprocess.run(
+        [sys.executable, '-m', module, f'--workdir={tmp_path / "run"}', '--seeds=-1']
+        if module.endswith('compare') else
+        [sys.executable, '-m', module, f'--workdir={tmp_path / "run"}', '--env=cartpole:nope'],
+        cwd=REPO, env=environment, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0 and 'error:' in result.stderr, result.stderr[-2000:]
+    assert 'DISPLAY' not in result.stdout + result.stderr, result.stderr[-2000:]
+    assert 'GLFW' not in result.stdout + result.stderr, result.stderr[-2000:]
+
+
+def _wpo_settings(**config):
   from agents import wpo  # pylint: disable=g-import-not-at-top
-  from experiments import run_wpo  # pylint: disable=g-import-not-at-top
-  settings = {'env': 'cartpole:swingup', 'seed': 0, 'preset': 'cpu',
-              'config': dataclasses.asdict(wpo.make_config('cpu'))}
-  assert run_wpo.check_or_write_settings(str(tmp_path), settings) is False  # Fresh: written.
+  from runner import workdir  # pylint: disable=g-import-not-at-top
+  return workdir.run_settings('wpo', 'cartpole:swingup', 0, 1000, 1,
+                              wpo_config=wpo.make_config('cpu', **config))
+
+
+def test_resume_accepts_a_run_json_from_before_a_config_field_existed(tmp_path):
+  from runner import workdir  # pylint: disable=g-import-not-at-top
+  settings = _wpo_settings()
+  assert workdir.check_or_write_settings(str(tmp_path), settings) is False  # Fresh: written.
   with open(tmp_path / 'run.json') as f:
     written = json.load(f)
-  del written['config']['num_components']  # As written before the field was added.
+  assert written == settings
+  del written['wpo_config']['num_components']  # As written before the field was added.
   with open(tmp_path / 'run.json', 'w') as f:
     json.dump(written, f)
-  assert run_wpo.check_or_write_settings(str(tmp_path), settings) is True
-  changed = dict(settings, config=dataclasses.asdict(wpo.make_config('cpu', num_components=3)))
-  with pytest.raises(run_wpo.UsageError, match=r"different settings \(\['config'\]\)"):
-    run_wpo.check_or_write_settings(str(tmp_path), changed)
+  assert workdir.check_or_write_settings(str(tmp_path), settings) is True
+  with pytest.raises(workdir.SettingsMismatch, match=r"different settings \(\['wpo_config'\]\)"):
+    workdir.check_or_write_settings(str(tmp_path), _wpo_settings(num_components=3))
+
+
+def test_resume_reads_the_run_json_layouts_of_earlier_versions(tmp_path):
+  """run_wpo's {'env', 'preset', 'config'} and the comparison's {'eval_every', 'settings',
+  'wpo_config'}, as main wrote them before the one schema, resume as the same settings."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from agents import methods  # pylint: disable=g-import-not-at-top
+  from agents import wpo  # pylint: disable=g-import-not-at-top
+  from runner import workdir  # pylint: disable=g-import-not-at-top
+  config = dataclasses.asdict(wpo.make_config('cpu'))
+  old_run_wpo = tmp_path / 'run_wpo'
+  old_run_wpo.mkdir()
+  (old_run_wpo / 'run.json').write_text(json.dumps(
+      {'env': 'cartpole:swingup', 'seed': 0, 'preset': 'cpu', 'config': config}))
+  settings = _wpo_settings()
+  assert workdir.check_or_write_settings(str(old_run_wpo), settings) is True
+  assert json.loads((old_run_wpo / 'run.json').read_text())['env'] == 'cartpole:swingup'  # Kept.
+  with pytest.raises(workdir.SettingsMismatch, match=r"\['seed'\]"):
+    workdir.check_or_write_settings(str(old_run_wpo), dict(settings, seed=1))
+
+  shared = methods.CommonSettings(hidden_sizes=(32, 32))
+  old_compare = tmp_path / 'compare'
+  old_compare.mkdir()
+  (old_compare / 'run.json').write_text(json.dumps(
+      {'method': 'sac', 'task': 'reacher:easy', 'seed': 2, 'eval_every': 500,
+       'eval_episodes': 2, 'settings': json.loads(json.dumps(dataclasses.asdict(shared)))}))
+  same = workdir.run_settings('sac', 'reacher:easy', 2, 500, 2, shared_settings=shared)
+  assert workdir.read_settings(str(old_compare)) == same
+  assert workdir.changed_settings(str(old_compare), same) == []
+  other = workdir.run_settings('sac', 'reacher:easy', 2, 1000, 2, shared_settings=shared)
+  assert workdir.changed_settings(str(old_compare), other) == ['evaluation']

@@ -8,7 +8,7 @@ exp(Q/η) and fits the online policy to them under decoupled KL constraints (Abd
 
 import dataclasses
 
-import agents  # noqa: F401  (dm-acme patches, before acme is imported)
+import agents  # noqa: F401  (the hook that lets acme import; see agents/acme_compat.py)
 from acme.jax.losses import mpo as acme_mpo
 import jax
 import jax.numpy as jnp

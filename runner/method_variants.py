@@ -1,4 +1,4 @@
-"""Method names with WPOConfig overrides, for `experiments.compare --methods`.
+"""Method names with WPOConfig overrides (variants), for `experiments.compare --methods`.
 
   wpo                                          the preset's WPO
   wpo[kl_weight_stddev=5]                      the same with one WPOConfig field replaced
@@ -13,7 +13,7 @@ value written back from its parsed form (`kl_weight_stddev=5` and `=5.0` are one
 'wpo[kl_weight_stddev=5.0]'). That name labels its column in results.csv/md and its curve, is
 stored as run.json's `method`, and gives the run directory (`directory_name`), so reruns find it.
 
-Fields the harness shares between methods (`agents.baselines.CommonSettings`: batch size, replay
+Fields the harness shares between methods (`agents.methods.CommonSettings`: batch size, replay
 ratio, replay warm-up, discount) may be overridden: the variant then runs with its own value and
 the run's run.json `settings` records it; that is how a replay-ratio study is expressed
 (`wpo[samples_per_insert=64]`). Network sizes stay shared (use --hidden_sizes for every
@@ -25,13 +25,13 @@ import hashlib
 import re
 from typing import Any, Dict, List, NamedTuple, Tuple
 
-from agents import baselines
+from agents import methods
 from agents import wpo
 
 # Methods configured by a WPOConfig: only these take overrides.
 CONFIGURED_METHODS = ('wpo', 'mpo')
-# WPOConfig fields that `baselines.make_agent_parts` takes from CommonSettings instead.
-SHARED_FIELDS = tuple(sorted({f.name for f in dataclasses.fields(baselines.CommonSettings)} &
+# WPOConfig fields that `methods.make_agent_parts` takes from CommonSettings instead.
+SHARED_FIELDS = tuple(sorted({f.name for f in dataclasses.fields(methods.CommonSettings)} &
                              {f.name for f in dataclasses.fields(wpo.WPOConfig)}))
 # Overrides refused, with the reason.
 REFUSED_FIELDS = {
@@ -130,7 +130,7 @@ def parse_method(text: str) -> Method:
   text = text.strip()
   base, bracket, rest = text.partition('[')
   base = base.strip()
-  baselines.validate_method(base)
+  methods.validate_method(base)
   if not bracket:
     if ']' in text:
       raise ValueError(f'{text!r}: "]" without a matching "[".')
@@ -171,8 +171,8 @@ def base_method(name: str) -> str:
   return parse_method(name).base
 
 
-def resolve(name: str, settings: baselines.CommonSettings,
-            wpo_config: wpo.WPOConfig) -> Tuple[baselines.CommonSettings, wpo.WPOConfig]:
+def resolve(name: str, settings: methods.CommonSettings,
+            wpo_config: wpo.WPOConfig) -> Tuple[methods.CommonSettings, wpo.WPOConfig]:
   """The shared settings and WPOConfig that method `name` runs with.
 
   Overrides of SHARED_FIELDS replace the shared value for this method only; the rest replace
@@ -214,4 +214,4 @@ def directory_name(name: str) -> str:
 
 def report_order(names: Tuple[str, ...]) -> Tuple[str, ...]:
   """Column order for the reports: the given methods, then any other known method."""
-  return tuple(dict.fromkeys(tuple(names) + baselines.METHODS))
+  return tuple(dict.fromkeys(tuple(names) + methods.METHODS))

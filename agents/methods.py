@@ -9,7 +9,7 @@ the same hidden-layer sizes, so a harness can run them all through one loop.
 import dataclasses
 from typing import Any, Callable, NamedTuple, Tuple
 
-import agents  # noqa: F401  (dm-acme patches, before acme is imported)
+import agents  # noqa: F401  (the hook that lets acme import; see agents/acme_compat.py)
 from acme import specs
 from acme.agents.jax import builders
 import jax.numpy as jnp
@@ -30,7 +30,8 @@ class AgentParts(NamedTuple):
   evaluation_policy: Policy
   min_replay_size: int
   samples_per_insert: float
-  batch_size: int
+  # Transitions one learner.step() consumes: the batch size times the SGD steps it fuses.
+  transitions_per_learner_step: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,13 +77,14 @@ def wpo_agent_parts(config: wpo.WPOConfig, spec: specs.EnvironmentSpec,
                     config.samples_per_insert, config.batch_size * config.num_sgd_steps_per_step)
 
 
-def make_agent_parts(method: str, spec: specs.EnvironmentSpec, settings: CommonSettings,
-                     wpo_config: wpo.WPOConfig, logger_fn: Callable[[], Any],
+def make_agent_parts(method: str, settings: CommonSettings, wpo_config: wpo.WPOConfig,
+                     spec: specs.EnvironmentSpec, logger_fn: Callable[[], Any],
                      single_process: bool = True) -> AgentParts:
   """Builder, networks and policies of `method` for `spec`, with the shared `settings`.
 
   `wpo_config` supplies WPO's and MPO's own settings (its network, batch and replay fields are
-  replaced by `settings`). With `single_process`, replay tables never block (see
+  replaced by `settings`). The arguments come in the order of `runner.experiment.PartsFactory`
+  after the first three, so a partial over those is one. With `single_process`, replay tables never block (see
   `single_process_replay`); the caller's loop must enforce the replay ratio.
   """
   validate_method(method)

@@ -20,11 +20,12 @@ import csv
 import io
 import math
 import os
-import uuid
 from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from agents import atomic_files
 
 STEP_COLUMN = 'actor_steps'
 RETURN_COLUMN = 'episode_return'
@@ -135,20 +136,9 @@ def _draw(axes, curve: Curve, label: Optional[str], color: Optional[str] = None,
 
 def save_figure_atomically(figure: Figure, png_path: str) -> None:
   """Writes `figure` as a PNG next to `png_path`, then renames it over `png_path`."""
-  directory = os.path.dirname(os.path.abspath(png_path))
-  os.makedirs(directory, exist_ok=True)
-  # Same directory, so os.replace is a rename within one filesystem (atomic). A unique name,
-  # opened with 'xb', gets the usual umask permissions (mkstemp would make it owner-only).
-  temp_path = os.path.join(
-      directory, f'.{os.path.basename(png_path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp')
-  try:
-    with open(temp_path, 'xb') as f:
+  with atomic_files.atomic_output(png_path) as temporary:
+    with open(temporary, 'xb') as f:
       FigureCanvasAgg(figure).print_png(f)
-    os.replace(temp_path, png_path)
-  except BaseException:
-    if os.path.exists(temp_path):
-      os.remove(temp_path)
-    raise
 
 
 def plot_learning_curve(csv_paths: Union[Mapping[str, str], str], png_path: str,

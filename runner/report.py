@@ -21,19 +21,16 @@ sessions produced the runs; each file is replaced atomically.
 import csv
 import glob
 import io
-import json
 import os
 from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from agents import checkpointing
-from experiments import plots
+from agents import atomic_files
+from runner import plots
+from runner import workdir as workdir_lib
 
-RUN_SETTINGS = 'run.json'
-EVALUATOR_CSV = os.path.join('logs', 'evaluator', 'logs.csv')
-WALLCLOCK_COLUMN = 'wallclock_seconds'
-RESULTS_COLUMNS = ('method', 'task', 'seed', 'env_steps', 'eval_return', 'wallclock_seconds')
+RESULTS_COLUMNS = ('method', 'task', 'seed', 'env_steps', 'eval_return', workdir_lib.WALLCLOCK)
 
 
 class RunCurve(NamedTuple):
@@ -61,17 +58,18 @@ def task_slug(task: str) -> str:
 def read_run(directory: str) -> Optional[RunCurve]:
   """The curve of the run in `directory`, or None if it has no settings or no evaluation yet."""
   try:
-    with open(os.path.join(directory, RUN_SETTINGS)) as f:
-      settings = json.load(f)
+    settings = workdir_lib.read_settings(directory)
   except (OSError, ValueError):
     return None
-  path = os.path.join(directory, EVALUATOR_CSV)
+  if settings is None:
+    return None
+  path = workdir_lib.log_csv(directory, 'evaluator')
   curve = plots.aggregate(plots.read_returns(path))
   if not curve.steps:
     return None
   # Every episode of one evaluation carries the same wall-clock count; max tolerates a resumed
   # run that logged a step twice.
-  clock = plots.aggregate(plots.read_returns(path, return_column=WALLCLOCK_COLUMN))
+  clock = plots.aggregate(plots.read_returns(path, return_column=workdir_lib.WALLCLOCK))
   clock_at = dict(zip(clock.steps, clock.maximums))
   return RunCurve(settings['method'], settings['task'], int(settings['seed']), curve.steps,
                   curve.means, [clock_at.get(step) for step in curve.steps],
@@ -181,8 +179,8 @@ def seed_stddev(runs: Sequence[RunCurve]) -> plots.Curve:
 def write_reports(workdir: str, methods_order: Sequence[str] = ()) -> List[RunCurve]:
   """Rewrites results.csv, results.md and plots/<task>.png from the runs under `workdir`."""
   runs = read_runs(workdir)
-  checkpointing.atomic_write(os.path.join(workdir, 'results.csv'), results_csv(runs).encode())
-  checkpointing.atomic_write(os.path.join(workdir, 'results.md'),
+  atomic_files.atomic_write(os.path.join(workdir, 'results.csv'), results_csv(runs).encode())
+  atomic_files.atomic_write(os.path.join(workdir, 'results.md'),
                              results_markdown(runs, methods_order).encode())
   groups = _by_task_and_method(runs)
   for task in sorted({r.task for r in runs}):

@@ -5,16 +5,16 @@ import re
 
 import pytest
 
-from agents import baselines
+from agents import methods
 from agents import wpo
-from experiments import methods
+from runner import method_variants
 
 
 def test_method_lists_split_on_commas_outside_brackets():
-  assert methods.split_methods(
+  assert method_variants.split_methods(
       'wpo,wpo[kl_weight_stddev=5],wpo[kl_mode=lagrange,kl_epsilon_stddev=1e-3],sac') == [
           'wpo', 'wpo[kl_weight_stddev=5]', 'wpo[kl_mode=lagrange,kl_epsilon_stddev=1e-3]', 'sac']
-  assert methods.split_methods(' wpo , mpo ') == ['wpo', 'mpo']
+  assert method_variants.split_methods(' wpo , mpo ') == ['wpo', 'mpo']
 
 
 @pytest.mark.parametrize('text, message', [
@@ -26,26 +26,26 @@ def test_method_lists_split_on_commas_outside_brackets():
 ])
 def test_unbalanced_lists_are_refused(text, message):
   with pytest.raises(ValueError, match=re.escape(message)):
-    methods.split_methods(text)
+    method_variants.split_methods(text)
 
 
 def test_parse_types_values_like_run_wpo_config_and_sorts_fields():
-  method = methods.parse_method(
+  method = method_variants.parse_method(
       'wpo[kl_weight_stddev=5,kl_mode=lagrange,natural_gradient=false,max_grad_norm=none,'
       'num_action_samples=4]')
-  assert method == methods.Method('wpo', (
+  assert method == method_variants.Method('wpo', (
       ('kl_mode', 'lagrange'), ('kl_weight_stddev', 5.0), ('max_grad_norm', None),
       ('natural_gradient', False), ('num_action_samples', 4)))
   assert method.name == ('wpo[kl_mode=lagrange,kl_weight_stddev=5.0,max_grad_norm=none,'
                          'natural_gradient=false,num_action_samples=4]')
   # The canonical name parses back to the same method, whatever order or spelling was given.
-  assert methods.parse_method(method.name) == method
-  assert (methods.canonical_names('wpo[kl_weight_stddev=5.0,kl_mode=lagrange]') ==
-          methods.canonical_names('wpo[ kl_mode = lagrange , kl_weight_stddev=5 ]'))
-  assert methods.parse_method('sac') == methods.Method('sac', ())
-  assert methods.parse_method('sac').name == 'sac'
+  assert method_variants.parse_method(method.name) == method
+  assert (method_variants.canonical_names('wpo[kl_weight_stddev=5.0,kl_mode=lagrange]') ==
+          method_variants.canonical_names('wpo[ kl_mode = lagrange , kl_weight_stddev=5 ]'))
+  assert method_variants.parse_method('sac') == method_variants.Method('sac', ())
+  assert method_variants.parse_method('sac').name == 'sac'
   # Each value is exactly what agents.wpo.parse_field_value (run_wpo's --config) reads.
-  assert methods.parse_method('wpo[kl_epsilon_stddev=1e-3]').overrides == (
+  assert method_variants.parse_method('wpo[kl_epsilon_stddev=1e-3]').overrides == (
       ('kl_epsilon_stddev', wpo.parse_field_value('kl_epsilon_stddev', '1e-3')),)
 
 
@@ -67,32 +67,32 @@ def test_parse_types_values_like_run_wpo_config_and_sorts_fields():
 ])
 def test_bad_variants_are_refused_naming_the_problem(text, message):
   with pytest.raises(ValueError, match=re.escape(message)):
-    methods.parse_method(text)
+    method_variants.parse_method(text)
 
 
 def test_unknown_field_message_lists_the_valid_fields():
   with pytest.raises(ValueError) as error:
-    methods.parse_method('wpo[nope=1]')
+    method_variants.parse_method('wpo[nope=1]')
   assert 'kl_weight_stddev' in str(error.value) and 'samples_per_insert' in str(error.value)
 
 
-SETTINGS = baselines.CommonSettings(hidden_sizes=(32,), batch_size=64, samples_per_insert=16.0)
+SETTINGS = methods.CommonSettings(hidden_sizes=(32,), batch_size=64, samples_per_insert=16.0)
 CONFIG = wpo.make_config('cpu')
 
 
 def test_resolve_routes_shared_fields_to_the_shared_settings():
-  assert methods.resolve('wpo', SETTINGS, CONFIG) == (SETTINGS, CONFIG)
-  shared, config = methods.resolve(
+  assert method_variants.resolve('wpo', SETTINGS, CONFIG) == (SETTINGS, CONFIG)
+  shared, config = method_variants.resolve(
       'wpo[samples_per_insert=64,kl_weight_stddev=5,policy=tanh_gaussian,init_scale=1.5]',
       SETTINGS, CONFIG)
-  assert shared == baselines.CommonSettings(hidden_sizes=(32,), batch_size=64,
+  assert shared == methods.CommonSettings(hidden_sizes=(32,), batch_size=64,
                                             samples_per_insert=64.0)
   assert (config.kl_weight_stddev, config.policy, config.init_scale) == (5.0, 'tanh_gaussian',
                                                                          1.5)
   # Everything else is the preset's.
   assert config == wpo.make_config('cpu', kl_weight_stddev=5.0, policy='tanh_gaussian',
                                    init_scale=1.5)
-  assert set(methods.SHARED_FIELDS) == {'batch_size', 'discount', 'min_replay_size',
+  assert set(method_variants.SHARED_FIELDS) == {'batch_size', 'discount', 'min_replay_size',
                                         'samples_per_insert'}
 
 
@@ -105,25 +105,25 @@ def test_resolve_routes_shared_fields_to_the_shared_settings():
 ])
 def test_resolve_refuses_bad_values_naming_the_field(text, message):
   with pytest.raises(ValueError, match=re.escape(message)):
-    methods.resolve(text, SETTINGS, CONFIG)
+    method_variants.resolve(text, SETTINGS, CONFIG)
 
 
 def test_mpo_variants_resolve_under_a_non_gaussian_wpo_preset():
   # --policy=mixture sets WPO's head in the preset; MPO runs Gaussian all the same.
-  shared, config = methods.resolve('mpo[kl_weight_mean=1]', SETTINGS,
+  shared, config = method_variants.resolve('mpo[kl_weight_mean=1]', SETTINGS,
                                    wpo.make_config('cpu', policy='mixture'))
   assert (shared, config.kl_weight_mean) == (SETTINGS, 1.0)
 
 
 def test_directory_names_are_portable_stable_and_distinct():
-  assert methods.directory_name('wpo') == 'wpo'
-  name = methods.directory_name('wpo[kl_weight_stddev=5]')
-  assert name == methods.directory_name('wpo[kl_weight_stddev=5.0]')  # One variant, one place.
+  assert method_variants.directory_name('wpo') == 'wpo'
+  name = method_variants.directory_name('wpo[kl_weight_stddev=5]')
+  assert name == method_variants.directory_name('wpo[kl_weight_stddev=5.0]')  # One variant, one place.
   assert name.startswith('wpo__kl_weight_stddev-5.0__')
   variants = ['wpo[kl_weight_stddev=5]', 'wpo[kl_weight_stddev=50]', 'mpo[kl_weight_stddev=5]',
               'wpo[init_log_dual=-1]', 'wpo[init_log_dual=1]', 'wpo[max_grad_norm=none]',
               'wpo[kl_mode=lagrange,kl_epsilon_stddev=1e-3]', 'wpo[replay_table_name=a/b]']
-  names = [methods.directory_name(v) for v in variants]
+  names = [method_variants.directory_name(v) for v in variants]
   assert len(set(names)) == len(names)
   for directory in names:
     assert re.fullmatch(r'[A-Za-z0-9._-]+', directory) and len(directory) < 200
@@ -131,5 +131,5 @@ def test_directory_names_are_portable_stable_and_distinct():
 
 
 def test_report_order_keeps_the_given_order_then_the_known_methods():
-  assert methods.report_order(('wpo[kl_weight_stddev=5.0]', 'sac', 'wpo')) == (
+  assert method_variants.report_order(('wpo[kl_weight_stddev=5.0]', 'sac', 'wpo')) == (
       'wpo[kl_weight_stddev=5.0]', 'sac', 'wpo', 'mpo', 'td3', 'd4pg')
