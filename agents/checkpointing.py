@@ -22,14 +22,10 @@ Workdirs of the previous format (`manifest.json` naming `learner-<n>.msgpack`, R
 checkpoints under `replay/`) restore as the oldest checkpoint; the first new save moves that
 manifest to `legacy-manifest.json` and leaves its files in place until pruning retires them.
 
-Why not orbax-checkpoint: its CheckpointManager verifies no file contents on restore, has no
-fall-back to an older step, and prunes by step count (`max_to_keep`) even when the newer steps
-are damaged; the Reverb replay is outside its model. What it would add here (a temporary
-directory renamed on commit, keep-last-K) is the few lines below.
+Why not orbax-checkpoint, and the file-integrity check: `agents.checkpoint_files`, WORKSPACE.md.
 """
 
 import errno
-import hashlib
 import json
 import os
 import re
@@ -40,30 +36,23 @@ from absl import logging
 from flax import serialization
 import reverb
 
+from agents import checkpoint_files
+from agents.checkpoint_files import CheckpointError, DiskFullError  # Part of this API.
 from agents.atomic_files import atomic_write  # The one write-then-rename helper.
 
 MANIFEST = 'manifest.json'
 LEGACY_MANIFEST = 'legacy-manifest.json'
-COMMIT = 'commit.json'
-LEARNER_FILE = 'learner.msgpack'
+COMMIT = checkpoint_files.COMMIT
+LEARNER_FILE = checkpoint_files.LEARNER_FILE
 REPLAY_SUBDIR = 'replay'
 STAGING_SUBDIR = '.replay-staging'
 _CHECKPOINT_NAME = re.compile(r'^ckpt-(\d{10})$')
 _TEMPORARY_PREFIX = '.partial-'
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class Restored(NamedTuple):
   learner_state: Any
   counts: Dict[str, float]
-
-
-class CheckpointError(Exception):
-  """No checkpoint of a run can be used; the message says which files and what to do."""
-
-
-class DiskFullError(CheckpointError, OSError):
-  """The disk filled up during a save; earlier checkpoints are intact."""
 
 
 class _Checkpoint(NamedTuple):
@@ -73,71 +62,6 @@ class _Checkpoint(NamedTuple):
   learner_path: str
   replay_path: Optional[str]  # a Reverb checkpoint directory
   counts: Dict[str, float]
-
-
-def _write_file(path: str, data: bytes) -> None:
-  """Writes and fsyncs `path` (a new file)."""
-  with open(path, 'wb') as f:
-    f.write(data)
-    f.flush()
-    os.fsync(f.fileno())
-
-
-def _fsync_directory(path: str) -> None:
-  """Makes a rename inside `path` durable."""
-  fd = os.open(path, os.O_RDONLY)
-  try:
-    os.fsync(fd)
-  finally:
-    os.close(fd)
-
-
-def _sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for block in iter(lambda: f.read(1 << 20), b''):
-      digest.update(block)
-  return digest.hexdigest()
-
-
-def _file_records(directory: str) -> Dict[str, Dict[str, Any]]:
-  """{relative path: {'bytes', 'sha256'}} for every file under `directory`."""
-  records = {}
-  for root, _, names in os.walk(directory):
-    for name in names:
-      path = os.path.join(root, name)
-      records[os.path.relpath(path, directory)] = {'bytes': os.path.getsize(path),
-                                                   'sha256': _sha256(path)}
-  return records
-
-
-def _problem(checkpoint_dir: str) -> Optional[str]:
-  """Why `checkpoint_dir` cannot be used, naming the file; None when every file verifies."""
-  commit_path = os.path.join(checkpoint_dir, COMMIT)
-  try:
-    with open(commit_path) as f:
-      commit = json.load(f)
-    files = commit['files']
-  except (OSError, ValueError, KeyError, TypeError) as error:
-    return f'{commit_path} is unreadable ({type(error).__name__}: {error})'
-  if LEARNER_FILE not in files:
-    return f'{commit_path} lists no {LEARNER_FILE}'
-  for name, record in sorted(files.items()):
-    path = os.path.join(checkpoint_dir, name)
-    if not os.path.isfile(path):
-      return f'{path} is missing'
-    size = os.path.getsize(path)
-    if size != record['bytes']:
-      return f'{path} has {size} bytes, {record["bytes"]} were written (truncated or overwritten)'
-    if _sha256(path) != record['sha256']:
-      return f'{path} does not match its recorded SHA-256 (corrupt)'
-  return None
-
-
-def _is_disk_full(error: BaseException) -> bool:
-  # Reverb reports a full disk as a RuntimeError carrying the OS message.
-  return (isinstance(error, OSError) and error.errno in _DISK_FULL
-          or 'No space left on device' in str(error) or 'Disk quota exceeded' in str(error))
 
 
 class RunCheckpointer:
@@ -197,19 +121,19 @@ class RunCheckpointer:
     os.makedirs(tmp_dir)
     counts = dict(counts)
     try:
-      _write_file(os.path.join(tmp_dir, LEARNER_FILE), serialization.to_bytes(learner_state))
+      checkpoint_files.write_file(os.path.join(tmp_dir, LEARNER_FILE), serialization.to_bytes(learner_state))
       if replay_client is not None:
         shutil.move(replay_client.checkpoint(), os.path.join(tmp_dir, REPLAY_SUBDIR))
       commit = {'format': 2, 'sequence': sequence, 'counts': counts,
-                'files': _file_records(tmp_dir)}
-      _write_file(os.path.join(tmp_dir, COMMIT),
+                'files': checkpoint_files.file_records(tmp_dir)}
+      checkpoint_files.write_file(os.path.join(tmp_dir, COMMIT),
                   json.dumps(commit, indent=1, default=float).encode())
-      _fsync_directory(tmp_dir)
+      checkpoint_files.fsync_directory(tmp_dir)
       os.rename(tmp_dir, final_dir)
-      _fsync_directory(self._directory)
+      checkpoint_files.fsync_directory(self._directory)
     except BaseException as error:
       shutil.rmtree(tmp_dir, ignore_errors=True)
-      if _is_disk_full(error):
+      if checkpoint_files.is_disk_full(error):
         raise self._disk_full(error, f'checkpoint {sequence} could not be written; the partial '
                               'save was removed') from error
       raise
@@ -221,7 +145,7 @@ class RunCheckpointer:
     try:
       self._write_summary(name, sequence, counts)
     except OSError as error:
-      if _is_disk_full(error):
+      if checkpoint_files.is_disk_full(error):
         raise self._disk_full(error, f'{final_dir} was committed, its summary {MANIFEST} not '
                               '(restore does not need it)') from error
       raise
@@ -326,7 +250,7 @@ class RunCheckpointer:
     damaged = []
     chosen = None
     for name in self._checkpoint_names():
-      problem = _problem(os.path.join(self._directory, name))
+      problem = checkpoint_files.problem(os.path.join(self._directory, name))
       if problem is None:
         self._verified.add(name)
         chosen = self._load(name)
@@ -377,7 +301,7 @@ class RunCheckpointer:
       if name in self._damaged:
         continue  # Left for the user.
       if name not in self._verified:
-        if _problem(os.path.join(self._directory, name)) is not None:
+        if checkpoint_files.problem(os.path.join(self._directory, name)) is not None:
           self._damaged.add(name)
           continue
         self._verified.add(name)

@@ -32,6 +32,8 @@ Prints one JSON object (also written to <out>/sigma_balance.json) and <out>/sigm
 from agents import reverb_bind  # pylint: disable=g-bad-import-order
 if __name__ == '__main__':
   reverb_bind.ensure_preloaded()  # Reverb on loopback only; before anything heavy is imported.
+  from runner import process  # pylint: disable=g-import-not-at-top
+  process.prepare()  # MUJOCO_GL and dm-acme's patches, before dm_control and acme are used.
 
 import dataclasses  # pylint: disable=g-import-not-at-top,wrong-import-position
 import json
@@ -48,11 +50,13 @@ import jax.numpy as jnp
 import numpy as np
 import reverb
 
-from agents import baselines
+from agents import atomic_files
 from agents import checkpointing
 from agents import environments
+from agents import methods
 from agents import wpo
-from experiments import plots
+from runner import plots
+from runner import workdir as workdir_lib
 from wpo_jax import distributions
 from wpo_jax import learning
 from wpo_jax import losses
@@ -78,10 +82,12 @@ TANH_VARIANTS = {
 
 def load_run(workdir: str):
   """(config, spec, restored TrainingState) of a run_wpo workdir."""
-  with open(os.path.join(workdir, 'run.json')) as f:
-    settings = json.load(f)
-  config = wpo.WPOConfig(**settings['config'])
-  spec = specs.make_environment_spec(environments.make_environment(settings['env'], 0))
+  settings = workdir_lib.read_settings(workdir)  # Today's schema, whichever launcher wrote it.
+  if settings is None or not settings.get('wpo_config'):
+    raise ValueError(f'{workdir} holds no WPO run (no run.json with a wpo_config).')
+  config = wpo.WPOConfig(**{k: tuple(v) if isinstance(v, list) else v
+                            for k, v in settings['wpo_config'].items()})
+  spec = specs.make_environment_spec(environments.make_environment(settings['task'], 0))
   return settings, config, spec
 
 
@@ -215,14 +221,14 @@ def main(argv):
   nets, action_dim = networks.networks, networks.action_dim
   template = learning.make_learner(nets, action_dim, config.learner_config()).init(
       jax.random.PRNGKey(0), networks.observation_dim)
-  checkpointer = checkpointing.RunCheckpointer(os.path.join(args.workdir, 'checkpoints'))
+  checkpointer = checkpointing.RunCheckpointer(os.path.join(args.workdir, workdir_lib.CHECKPOINTS))
   restored = checkpointer.restore(template)
   if restored is None:
     sys.exit(f'error: no checkpoint in {args.workdir}/checkpoints.')
   state = jax.device_put(restored.learner_state)
 
   period = config.target_update_period
-  builder = wpo.WPOBuilder(baselines.single_process_replay(config))
+  builder = wpo.WPOBuilder(methods.single_process_replay(config))
   server = reverb_bind.start_server(builder.make_replay_tables(spec), '127.0.0.1',
                                     checkpointer=checkpointer.replay_checkpointer())
   try:
@@ -264,7 +270,7 @@ def main(argv):
   current = nets.policy.apply(state.params.policy, observation)
   key, explore_key = jax.random.split(key)
   result = {
-      'workdir': args.workdir, 'env': settings['env'], 'preset': settings['preset'],
+      'workdir': args.workdir, 'env': settings['task'],
       'counts': restored.counts, 'replay_size': replay_size,
       'learner_steps': int(state.steps), 'action_dim': action_dim,
       'batch_size': config.batch_size, 'num_action_samples': config.num_action_samples,
@@ -277,8 +283,8 @@ def main(argv):
                                  explore_key),
   }
   os.makedirs(args.out, exist_ok=True)
-  checkpointing.atomic_write(os.path.join(args.out, 'sigma_balance.json'),
-                             json.dumps(result, indent=1).encode())
+  atomic_files.atomic_write(os.path.join(args.out, 'sigma_balance.json'),
+                            json.dumps(result, indent=1).encode())
   plot_drift(drift_results, os.path.join(args.out, 'sigma_drift.png'))
   print(json.dumps(result, indent=1))
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import reverb
 
+from agents import checkpoint_files
 from agents import checkpointing
 from wpo_jax import learning
 from wpo_jax import networks
@@ -166,13 +167,13 @@ def test_a_full_disk_stops_the_save_and_keeps_the_previous_checkpoint(tmp_path, 
     client.insert(np.float32(i), {'replay': 1.0})
   previous = checkpointer.save(_state(0)._replace(steps=np.int32(4)), {'actor_steps': 4}, client)
   client.insert(np.float32(9), {'replay': 1.0})
-  write = checkpointing._write_file
+  write = checkpoint_files.write_file
 
   def write_half_then_fail(path, data):
     write(path, data[:len(data) // 2])
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
 
-  monkeypatch.setattr(checkpointing, '_write_file', write_half_then_fail)
+  monkeypatch.setattr(checkpoint_files, 'write_file', write_half_then_fail)
   with pytest.raises(checkpointing.DiskFullError) as raised:
     checkpointer.save(_state(0)._replace(steps=np.int32(5)), {'actor_steps': 5}, client)
   server.stop()

@@ -195,9 +195,9 @@ def test_smoke_comparison_of_two_wpo_variants(tmp_path):
   assert settings['method'] == variant
   assert settings['wpo_config']['kl_weight_stddev'] == 5.0
   # The replay ratio is a shared setting: the variant's own value is the one recorded.
-  assert settings['settings']['samples_per_insert'] == 4.0
+  assert settings['shared_settings']['samples_per_insert'] == 4.0
   plain = json.loads((task / 'wpo' / 'seed_0' / 'run.json').read_text())
-  assert plain['settings']['samples_per_insert'] == 8.0
+  assert plain['shared_settings']['samples_per_insert'] == 8.0
   assert plain['wpo_config']['kl_weight_stddev'] == 500.0
   # Fewer SGD steps per actor step for the variant: samples_per_insert 4 against 8.
   steps = {d: json.loads((task / d / 'seed_0' / 'DONE').read_text())['counts']['learner_steps']

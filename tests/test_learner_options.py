@@ -8,19 +8,16 @@ import pytest
 from wpo_jax import distributions
 from wpo_jax import learning
 from wpo_jax import networks
+from wpo_jax import policy_options
+
+import transitions  # tests/transitions.py
 
 OBSERVATION_DIM, ACTION_DIM, BATCH = 3, 2, 6
 LAYERS = (16, 16)
 
 
 def _batch(key, discount):
-  keys = jax.random.split(key, 4)
-  return learning.Transition(
-      observation=jax.random.normal(keys[0], (BATCH, OBSERVATION_DIM)),
-      action=jax.random.uniform(keys[1], (BATCH, ACTION_DIM), minval=-1, maxval=1),
-      reward=jax.random.normal(keys[2], (BATCH,)),
-      discount=jnp.asarray(discount, jnp.float32),
-      next_observation=jax.random.normal(keys[3], (BATCH, OBSERVATION_DIM)))
+  return transitions.random_transitions(key, discount, OBSERVATION_DIM, ACTION_DIM)
 
 
 def _step(batch, **overrides):
@@ -38,10 +35,10 @@ def _assert_trees_equal(a, b):
 
 def test_policy_states_weights_count_only_states_that_are_acted_in():
   batch = _batch(jax.random.PRNGKey(0), [1.0, 0.0, 0.5, 1.0, 0.0, 1.0])
-  observation, weight = learning.policy_states(batch, 's')
+  observation, weight = policy_options.policy_states(batch, 's')
   np.testing.assert_array_equal(observation, batch.observation)
   np.testing.assert_array_equal(weight, np.ones(BATCH))
-  observation, weight = learning.policy_states(batch, 's_and_next')
+  observation, weight = policy_options.policy_states(batch, 's_and_next')
   np.testing.assert_array_equal(observation, np.concatenate(
       [batch.observation, batch.next_observation]))
   # 12 states of which 10 count (two s' have D = 0): weights 12/10 or 0, mean 1.
@@ -78,23 +75,23 @@ def test_bootstrap_states_after_a_terminal_do_not_move_the_policy():
 def test_dq_da_transforms_closed_forms():
   dq_da = jnp.array([[[8.0, -27.0], [0.001, 0.0]], [[-1.0, 2.0], [4.0, 0.5]]])  # [N=2, S=2, D]
   ones = jnp.ones(2)
-  np.testing.assert_array_equal(learning.transform_dq_da(dq_da, ones, 'none'), dq_da)
-  np.testing.assert_allclose(learning.transform_dq_da(dq_da, ones, 'cube_root'),
+  np.testing.assert_array_equal(policy_options.transform_dq_da(dq_da, ones, 'none'), dq_da)
+  np.testing.assert_allclose(policy_options.transform_dq_da(dq_da, ones, 'cube_root'),
                              np.sign(dq_da) * np.abs(dq_da) ** (1 / 3), rtol=1e-6)
-  normalised = learning.transform_dq_da(dq_da, ones, 'batch_normalise')
+  normalised = policy_options.transform_dq_da(dq_da, ones, 'batch_normalise')
   rms = np.sqrt(np.mean(np.square(dq_da)))
   np.testing.assert_allclose(normalised, dq_da / rms, rtol=1e-6)
   # A state with weight 0 does not enter the scale; weights 2 and 0 (mean 1) use state 0 only.
-  weighted = learning.transform_dq_da(dq_da, jnp.array([2.0, 0.0]), 'batch_normalise')
+  weighted = policy_options.transform_dq_da(dq_da, jnp.array([2.0, 0.0]), 'batch_normalise')
   rms_state0 = np.sqrt(np.mean(np.square(dq_da[:, 0])))
   np.testing.assert_allclose(weighted, dq_da / rms_state0, rtol=1e-6)
   # Scaling the critic by any c > 0 leaves the normalised gradient unchanged.
-  np.testing.assert_allclose(learning.transform_dq_da(1e-3 * dq_da, ones, 'batch_normalise'),
+  np.testing.assert_allclose(policy_options.transform_dq_da(1e-3 * dq_da, ones, 'batch_normalise'),
                              normalised, rtol=1e-5)
   # A flat critic stays flat: the floor keeps rounding noise from becoming unit-scale.
   tiny = jnp.full((2, 2, 2), 1e-9)
-  np.testing.assert_allclose(learning.transform_dq_da(tiny, ones, 'batch_normalise'),
-                             tiny / learning.MIN_DQ_DA_RMS, rtol=1e-6)
+  np.testing.assert_allclose(policy_options.transform_dq_da(tiny, ones, 'batch_normalise'),
+                             tiny / policy_options.MIN_DQ_DA_RMS, rtol=1e-6)
 
 
 def _scale_critic_output(state, factor):
@@ -130,16 +127,16 @@ def test_log_scale_entropy_is_the_gaussian_entropy_less_its_constant():
   constant = ACTION_DIM * 0.5 * np.log(2 * np.pi * np.e)
   entropy = np.sum(np.log(stddev), axis=-1) + constant
   gaussian = distributions.DiagonalGaussian(mean, stddev)
-  np.testing.assert_allclose(learning.log_scale_entropy(gaussian) + constant, entropy, rtol=1e-6)
+  np.testing.assert_allclose(policy_options.log_scale_entropy(gaussian) + constant, entropy, rtol=1e-6)
   np.testing.assert_allclose(
-      learning.log_scale_entropy(distributions.TanhGaussian(mean, stddev)) + constant, entropy,
+      policy_options.log_scale_entropy(distributions.TanhGaussian(mean, stddev)) + constant, entropy,
       rtol=1e-6)
   # Monte-Carlo check of the Gaussian entropy itself: −E[log π(a)].
   samples = gaussian.sample(jax.random.PRNGKey(0), 200_000)
   np.testing.assert_allclose(-jnp.mean(gaussian.log_prob(samples), axis=0), entropy, atol=0.01)
   mixture = distributions.MixtureGaussian(jnp.zeros((2, 3)), jnp.zeros((2, 3, 2)),
                                           jnp.broadcast_to(stddev[:, None], (2, 3, 2)))
-  np.testing.assert_allclose(learning.log_scale_entropy(mixture), np.sum(np.log(stddev), -1),
+  np.testing.assert_allclose(policy_options.log_scale_entropy(mixture), np.sum(np.log(stddev), -1),
                              rtol=1e-6)
 
 

@@ -17,6 +17,8 @@ from wpo_jax import distributions
 from wpo_jax import learning
 from wpo_jax import networks
 
+import transitions  # tests/transitions.py
+
 OBSERVATION_DIM = 3
 ACTION_DIM = 2
 BATCH = 6
@@ -24,13 +26,8 @@ ADAM_B1 = 0.9  # optax.adam's default, used by the learner.
 
 
 def _batch(key, discount):
-  keys = jax.random.split(key, 5)
-  return learning.Transition(
-      observation=jax.random.normal(keys[0], (BATCH, OBSERVATION_DIM)),
-      action=jax.random.uniform(keys[1], (BATCH, ACTION_DIM), minval=-0.9, maxval=0.9),
-      reward=jax.random.normal(keys[2], (BATCH,)),
-      discount=discount,
-      next_observation=jax.random.normal(keys[3], (BATCH, OBSERVATION_DIM)))
+  return transitions.random_transitions(key, discount, OBSERVATION_DIM, ACTION_DIM,
+                                        action_bound=0.9)
 
 
 def _perturbed(params, key, scale):

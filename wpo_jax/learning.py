@@ -10,7 +10,6 @@ Target networks (π̄, Q̄) are hard copies of the online ones, refreshed every
 `target_update_period` steps.
 """
 
-import dataclasses
 from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import jax
@@ -19,16 +18,11 @@ import optax
 
 from wpo_jax import losses
 from wpo_jax import networks as networks_lib
+from wpo_jax import policy_options
+from wpo_jax.learner_config import LearnerConfig  # Part of this module's API.
 
 Params = Any
 Metrics = Dict[str, jax.Array]
-
-KL_MODES = ('fixed', 'lagrange')
-POLICY_LOSS_STATES = ('s', 's_and_next')
-DQ_DA_TRANSFORMS = ('none', 'cube_root', 'batch_normalise')
-# batch_normalise divides ∇aQ by max(RMS, this): a flat critic (RMS ≈ 0) is not blown up to unit
-# scale from rounding noise alone.
-MIN_DQ_DA_RMS = 1e-6
 
 
 class Transition(NamedTuple):
@@ -64,96 +58,6 @@ class TrainingState(NamedTuple):
   key: jax.Array  # PRNG key; split afresh on every step.
 
 
-def _check(condition: bool, field: str, allowed: str, value: Any) -> None:
-  if not condition:
-    raise ValueError(f'{field}={value!r} is invalid: {field} must be {allowed}.')
-
-
-@dataclasses.dataclass(frozen=True)
-class LearnerConfig:
-  """Hyperparameters of the WPO learner step (defaults: the public reference launcher).
-
-  num_action_samples: N, actions per state for the WPO term and the expected-SARSA bootstrap.
-  discount: γ; the bootstrap uses γ·D with D from the n-step adder.
-  target_update_period: SGD steps between hard copies into the target networks.
-  learning_rate: Adam step size for policy, critic and duals.
-  max_grad_norm: clip each of the policy, critic and dual gradients to this global norm;
-    None disables clipping.
-  natural_gradient: precondition the policy; False gives the plain WPO gradient.
-  fisher_damping: with natural_gradient, None uses each distribution's closed-form
-    preconditioner (`preconditioned()`: σ² / σ²/2 for a Gaussian); a value λ > 0 instead solves
-    with the damped Monte-Carlo Fisher (F̂ + λI) of the distribution's own parameters per state,
-    estimated from the N sampled actions (`losses.fisher_preconditioned`; small policies only).
-  kl_mode: 'fixed' (soft penalty with kl_weight_*) or 'lagrange' (duals with kl_epsilon_*).
-  kl_weight_mean, kl_weight_stddev: penalty weights in 'fixed' mode. The reference uses
-    softplus(0) and 1e4 against a WPO term summed over its N=20 samples; our surrogate averages
-    over the samples (so the balance does not depend on N), hence the reference weights / 20.
-  kl_epsilon_mean, kl_epsilon_stddev: per-dimension KL bounds in 'lagrange' mode.
-  dual_learning_rate: Adam step size for the dual parameters (Lagrange multipliers, or a
-    replacement policy-improvement step's own parameters); Acme's MPO default.
-  init_log_dual: initial unconstrained dual value in 'lagrange' mode.
-  clip_critic_actions: clip actions to [action_minimum, action_maximum] at the critic input.
-    ∇aQ is then zero for sampled actions outside the box, which stops the policy from pushing
-    its mean out of the bounds.
-  policy_loss_states: 's' takes the WPO term and the KL at the batch's states; 's_and_next' also
-    at the bootstrap states s', as the public reference does (twice the policy states per
-    batch), leaving out the s' whose discount D is 0 (`policy_states`).
-  dq_da_transform: applied to ∇aQ before the WPO term (`transform_dq_da`): 'none'; 'cube_root'
-    (the reference's optional sign(g)·|g|^⅓ squash); 'batch_normalise' (∇aQ / its RMS over the
-    batch, so the WPO term's scale, and with it its balance against the KL, does not depend on
-    the critic's scale).
-  entropy_weight: w ≥ 0 adds −w·Σ_d log σ_d (the Gaussian entropy up to a constant, through the
-    unpreconditioned σ; `log_scale_entropy`) to the policy loss. A departure from the paper's
-    update, which has no entropy term: it pushes σ up by w/σ against the KL's pull; 0 (the
-    default) leaves the update the paper's.
-  """
-  num_action_samples: int = 20
-  discount: float = 0.99
-  target_update_period: int = 100
-  learning_rate: float = 3e-4
-  max_grad_norm: Optional[float] = 40.0
-  natural_gradient: bool = True
-  fisher_damping: Optional[float] = None
-  kl_mode: str = 'fixed'
-  kl_weight_mean: float = 0.6931471805599453 / 20  # softplus(0) / N_reference
-  kl_weight_stddev: float = 1e4 / 20
-  dual_learning_rate: float = 1e-2
-  kl_epsilon_mean: float = 0.0025
-  kl_epsilon_stddev: float = 1e-6
-  init_log_dual: float = 0.0
-  clip_critic_actions: bool = True
-  action_minimum: float = -1.0
-  action_maximum: float = 1.0
-  policy_loss_states: str = 's'
-  dq_da_transform: str = 'none'
-  entropy_weight: float = 0.0
-
-  def __post_init__(self):
-    _check(self.num_action_samples >= 1, 'num_action_samples', 'an integer >= 1',
-           self.num_action_samples)
-    _check(0.0 <= self.discount <= 1.0, 'discount', 'in [0, 1]', self.discount)
-    _check(self.target_update_period >= 1, 'target_update_period', 'an integer >= 1',
-           self.target_update_period)
-    _check(self.learning_rate > 0.0, 'learning_rate', '> 0', self.learning_rate)
-    _check(self.dual_learning_rate > 0.0, 'dual_learning_rate', '> 0', self.dual_learning_rate)
-    _check(self.max_grad_norm is None or self.max_grad_norm > 0.0, 'max_grad_norm',
-           '> 0 or None', self.max_grad_norm)
-    _check(self.fisher_damping is None or self.fisher_damping > 0.0, 'fisher_damping',
-           '> 0 or None', self.fisher_damping)
-    _check(self.kl_mode in KL_MODES, 'kl_mode', f'one of {KL_MODES}', self.kl_mode)
-    _check(self.kl_weight_mean >= 0.0, 'kl_weight_mean', '>= 0', self.kl_weight_mean)
-    _check(self.kl_weight_stddev >= 0.0, 'kl_weight_stddev', '>= 0', self.kl_weight_stddev)
-    _check(self.kl_epsilon_mean > 0.0, 'kl_epsilon_mean', '> 0', self.kl_epsilon_mean)
-    _check(self.kl_epsilon_stddev > 0.0, 'kl_epsilon_stddev', '> 0', self.kl_epsilon_stddev)
-    _check(self.action_minimum < self.action_maximum, 'action_minimum',
-           f'< action_maximum ({self.action_maximum})', self.action_minimum)
-    _check(self.policy_loss_states in POLICY_LOSS_STATES, 'policy_loss_states',
-           f'one of {POLICY_LOSS_STATES}', self.policy_loss_states)
-    _check(self.dq_da_transform in DQ_DA_TRANSFORMS, 'dq_da_transform',
-           f'one of {DQ_DA_TRANSFORMS}', self.dq_da_transform)
-    _check(self.entropy_weight >= 0.0, 'entropy_weight', '>= 0', self.entropy_weight)
-
-
 global_norm = optax.tree.norm  # √(Σ x²) over every leaf (optax.global_norm is deprecated).
 
 
@@ -175,50 +79,6 @@ def per_network_clip(max_norm: Optional[float]) -> optax.GradientTransformation:
 
 def _stateless_update(transform: optax.GradientTransformation, updates: Params) -> Params:
   return transform.update(updates, transform.init(updates))[0]
-
-
-def policy_states(batch: Transition, which: str) -> Tuple[jax.Array, jax.Array]:
-  """The states the policy loss is taken at, and each one's weight in its mean.
-
-  's': the batch's states, weight 1. 's_and_next': those and the bootstrap states s' [2B, O];
-  an s' with discount D = 0 follows a terminal, where the policy never acts, and gets weight 0;
-  the weights are scaled to average 1, so a plain mean of (weight × per-state term) is the mean
-  over the states that count.
-
-  Returns:
-    (observation [S, O], weight [S]) with S = B or 2B.
-  """
-  if which == 's':
-    return batch.observation, jnp.ones(batch.observation.shape[:1], batch.observation.dtype)
-  observation = jnp.concatenate([batch.observation, batch.next_observation], axis=0)
-  counted = jnp.concatenate([jnp.ones_like(batch.discount),
-                             (batch.discount > 0).astype(batch.discount.dtype)])
-  return observation, counted * counted.shape[0] / jnp.sum(counted)
-
-
-def transform_dq_da(dq_da: jax.Array, weight: jax.Array, transform: str) -> jax.Array:
-  """∇aQ [N, S, D] as the WPO term uses it (see LearnerConfig.dq_da_transform).
-
-  'batch_normalise' divides by √(weighted mean of g² over samples, states and dimensions), with
-  the per-state `weight` [S] of `policy_states`, floored at MIN_DQ_DA_RMS: one scale for the
-  whole batch, so the directions across states and dimensions are kept.
-  """
-  if transform == 'none':
-    return dq_da
-  if transform == 'cube_root':
-    return jnp.cbrt(dq_da)
-  mean_square = jnp.mean(weight[None, :, None] * jnp.square(dq_da))
-  return dq_da / jnp.maximum(jnp.sqrt(mean_square), MIN_DQ_DA_RMS)
-
-
-def log_scale_entropy(distribution: Any) -> jax.Array:
-  """Σ_d log σ_d per state: a Gaussian's entropy less its constant D·½log(2πe), [S].
-
-  For a tanh-Gaussian it is the pre-squash Gaussian's; for a mixture the mean over its
-  components (its own entropy has no closed form).
-  """
-  log_scale = jnp.sum(jnp.log(distribution.stddev), axis=-1)
-  return log_scale if log_scale.ndim == 1 else jnp.mean(log_scale, axis=-1)
 
 
 class PolicyImprovement(NamedTuple):
@@ -327,7 +187,7 @@ def make_learner(networks: networks_lib.WPONetworks, action_dim: int,
     # Policy: WPO surrogate with actions and ∇aQ held constant.
     weighted = config.policy_loss_states != 's'
     if weighted:
-      observation, weight = policy_states(batch, config.policy_loss_states)  # [S, O], [S]
+      observation, weight = policy_options.policy_states(batch, config.policy_loss_states)  # [S, O], [S]
       policy = networks.policy.apply(params.policy, observation)
       target_policy = networks.policy.apply(target_params.policy, observation)
     else:
@@ -336,7 +196,7 @@ def make_learner(networks: networks_lib.WPONetworks, action_dim: int,
     dq_da = jax.grad(lambda a: jnp.sum(q_value(critic_params, observation, a)))(actions)
     dq_da_norm = jnp.mean(jnp.linalg.norm(dq_da, axis=-1))  # As the critic gives it.
     if config.dq_da_transform != 'none':
-      dq_da = transform_dq_da(dq_da, weight if weighted else jnp.ones(actions.shape[1]),
+      dq_da = policy_options.transform_dq_da(dq_da, weight if weighted else jnp.ones(actions.shape[1]),
                               config.dq_da_transform)
     if weighted:
       # The surrogate and the KL penalties average over states: weighting each state's term is
@@ -371,7 +231,7 @@ def make_learner(networks: networks_lib.WPONetworks, action_dim: int,
     policy_loss = wpo_loss + penalty.loss
     if config.entropy_weight > 0:
       # Not in the paper's update (see LearnerConfig.entropy_weight).
-      entropy = log_scale_entropy(policy)
+      entropy = policy_options.log_scale_entropy(policy)
       entropy_loss = -config.entropy_weight * jnp.mean(weight * entropy if weighted else entropy)
       metrics['entropy_loss'] = entropy_loss
       policy_loss = policy_loss + entropy_loss
