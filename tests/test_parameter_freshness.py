@@ -134,10 +134,15 @@ class RecordingLearner:
     return getattr(self._learner, name)
 
   def get_variables(self, names):
-    before = self._learner.save()
-    served = self._learner.get_variables(names)
-    after = self._learner.save()
-    _append('learner', {'online': any(_same(served[0], s.params.policy) for s in (before, after)),
+    # Under the learner's lock no step lands between the three reads, so they see one state:
+    # the served policy must be that state's online one.
+    with self._learner._lock:  # pylint: disable=protected-access
+      before = self._learner.save()
+      served = self._learner.get_variables(names)
+      after = self._learner.save()
+    _append('learner', {'online': _same(served[0], before.params.policy)
+                                  and _same(served[0], after.params.policy)
+                                  and int(before.steps) == int(after.steps),
                         'steps': int(before.steps)})
     return served
 

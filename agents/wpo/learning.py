@@ -53,7 +53,8 @@ class WPOLearner(acme.Learner):
     self._pending: List[Tuple[Dict[str, jax.Array], float]] = []
     self._error: Optional[NonFiniteLossError] = None
     # `step` runs in one thread while `get_variables` (actors) and `save` may come in on others.
-    self._lock = threading.Lock()
+    # Re-entrant: a caller may hold it across several reads to see one state (tests do).
+    self._lock = threading.RLock()
     self._fused_step = jax.jit(learning.fuse_sgd_steps(pure.sgd_step))
     self._batches = pipeline.device_prefetch(map(self._fused_batches, iterator))
     self._counter = counter or counting.Counter()
