@@ -141,17 +141,18 @@ def test_log_scale_entropy_is_the_gaussian_entropy_less_its_constant():
 
 
 def test_entropy_weight_adds_minus_w_log_sigma():
-  # The entropy loss is −w·mean_s Σ_d log σ: its value at the initial σ (≈ 0.5 in every
-  # dimension) is −w·D·log σ, and with it σ grows where it otherwise would not.
+  # The entropy loss is −w·mean_s Σ_d log σ_d(s) at the step's (initial) parameters, and with it
+  # σ grows where it otherwise would not.
   batch = _batch(jax.random.PRNGKey(4), np.ones(BATCH))
   w = 2.0
   state_w, metrics_w = _step(batch, entropy_weight=w, kl_weight_stddev=0.0)
   state_0, metrics_0 = _step(batch, kl_weight_stddev=0.0)
   assert 'entropy_loss' not in metrics_0
-  np.testing.assert_allclose(metrics_w['entropy_loss'], -w * ACTION_DIM * np.log(0.5 + 1e-6),
-                             rtol=1e-3)  # The output layer starts near 0, not at 0.
   nets = networks.make_networks(ACTION_DIM, LAYERS, LAYERS)
   sigma = lambda s: nets.policy.apply(s.params.policy, batch.observation).stddev
+  initial = learning.make_learner(nets, ACTION_DIM).init(jax.random.PRNGKey(0), OBSERVATION_DIM)
+  expected = -w * np.mean(np.sum(np.log(np.asarray(sigma(initial), np.float64)), axis=-1))
+  np.testing.assert_allclose(metrics_w['entropy_loss'], expected, rtol=1e-5)
   assert float(jnp.mean(sigma(state_w))) > float(jnp.mean(sigma(state_0)))
 
 
