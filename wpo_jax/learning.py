@@ -187,7 +187,8 @@ def make_learner(networks: networks_lib.WPONetworks, action_dim: int,
     # Policy: WPO surrogate with actions and ∇aQ held constant.
     weighted = config.policy_loss_states != 's'
     if weighted:
-      observation, weight = policy_options.policy_states(batch, config.policy_loss_states)  # [S, O], [S]
+      # [S, O], [S]
+      observation, weight = policy_options.policy_states(batch, config.policy_loss_states)
       policy = networks.policy.apply(params.policy, observation)
       target_policy = networks.policy.apply(target_params.policy, observation)
     else:
@@ -196,8 +197,8 @@ def make_learner(networks: networks_lib.WPONetworks, action_dim: int,
     dq_da = jax.grad(lambda a: jnp.sum(q_value(critic_params, observation, a)))(actions)
     dq_da_norm = jnp.mean(jnp.linalg.norm(dq_da, axis=-1))  # As the critic gives it.
     if config.dq_da_transform != 'none':
-      dq_da = policy_options.transform_dq_da(dq_da, weight if weighted else jnp.ones(actions.shape[1]),
-                              config.dq_da_transform)
+      dq_da = policy_options.transform_dq_da(
+          dq_da, weight if weighted else jnp.ones(actions.shape[1]), config.dq_da_transform)
     if weighted:
       # The surrogate and the KL penalties average over states: weighting each state's term is
       # their mean over the states that count (the surrogate is linear in ∇aQ).
