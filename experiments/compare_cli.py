@@ -84,6 +84,9 @@ _EVAL_EPISODES = flags.DEFINE_integer('eval_episodes', None,
 _HIDDEN = flags.DEFINE_list('hidden_sizes', None,
                             'Hidden-layer sizes of every policy and critic, e.g. 256,256,256.')
 _BATCH = flags.DEFINE_integer('batch_size', None, 'Transitions per SGD step, every method.')
+_SAMPLES_PER_INSERT = flags.DEFINE_float(
+    'samples_per_insert', None, 'Transitions sampled per transition inserted, every method: '
+    'samples_per_insert / batch_size SGD steps per environment step.')
 _CHECKPOINT_MINUTES = flags.DEFINE_float('checkpoint_every_minutes', 5.0,
                                          'Wall-clock minutes between checkpoints of a run.')
 _PROGRESS = flags.DEFINE_bool('progress', False, 'Show a progress bar per run.')
@@ -152,6 +155,8 @@ def preset_from_flags() -> Preset:
     shared['hidden_sizes'] = _ints(_HIDDEN, _HIDDEN.value or (), 1)
   if _BATCH.present:
     shared['batch_size'] = _BATCH.value
+  if _SAMPLES_PER_INSERT.present:
+    shared['samples_per_insert'] = _SAMPLES_PER_INSERT.value
   if shared:
     changes['settings'] = dataclasses.replace(preset.settings, **shared)
   try:
@@ -184,6 +189,9 @@ def validate_preset(preset: Preset) -> None:
                       (_BATCH, preset.settings.batch_size)):
     if value < 1:
       raise UsageError(f'--{flag.name}={value} is invalid: it must be >= 1.')
+  if not preset.settings.samples_per_insert > 0:
+    raise UsageError(f'--samples_per_insert={preset.settings.samples_per_insert} is invalid: '
+                     'it must be > 0.')
 
 
 def run_settings(preset: Preset, method: str, task: str, seed: int) -> Dict[str, Any]:

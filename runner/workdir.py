@@ -120,13 +120,26 @@ class SettingsMismatch(ValueError):
     self.changed = changed
 
 
+def _differing_paths(previous: Dict[str, Any], current: Dict[str, Any], prefix: str = ''):
+  """Dotted paths of the leaves in which two nested dicts differ, sorted."""
+  paths = []
+  for key in sorted(set(previous) | set(current)):
+    old, new = previous.get(key), current.get(key)
+    if isinstance(old, dict) and isinstance(new, dict):
+      paths += _differing_paths(old, new, f'{prefix}{key}.')
+    elif old != new:
+      paths.append(f'{prefix}{key}')
+  return paths
+
+
 def changed_settings(workdir: str, settings: Dict[str, Any]) -> Optional[List[str]]:
-  """The top-level run.json keys in which `settings` differ from the workdir's; None if fresh."""
+  """Where `settings` differ from the workdir's run.json, as dotted paths
+  ('shared_settings.batch_size'); None if the workdir holds no run."""
   previous = read_settings(workdir, settings)
   if previous is None:
     return None
-  keys = (set(previous) | set(settings)) - {LEARNER_DEVICE}
-  return sorted(k for k in keys if previous.get(k) != settings.get(k))
+  previous = {k: v for k, v in previous.items() if k != LEARNER_DEVICE}
+  return _differing_paths(previous, {k: v for k, v in settings.items() if k != LEARNER_DEVICE})
 
 
 def check_or_write_settings(workdir: str, settings: Dict[str, Any]) -> bool:

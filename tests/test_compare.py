@@ -108,6 +108,7 @@ def test_seed_stddev_pools_runs():
     ('--methods=wpo[kl_mode=adaptive]', "kl_mode must be one of ('fixed', 'lagrange')"),
     ('--methods=sac[batch_size=8]', 'sac takes no overrides'),
     ('--methods=wpo[]', 'empty overrides'),
+    ('--samples_per_insert=0', '--samples_per_insert=0.0 is invalid: it must be > 0.'),
     ('--methods=wpo[kl_weight_stddev=5],wpo[kl_weight_stddev=5.0]',
      '--methods lists wpo[kl_weight_stddev=5.0] more than once'),
 ])
@@ -179,6 +180,11 @@ def test_smoke_comparison_runs_reports_and_resumes(tmp_path):
   result = _compare(workdir, '--preset=smoke', '--methods=sac', '--hidden_sizes=16')
   assert result.returncode != 0
   assert 'holds a run with different settings' in result.stderr
+  # The replay ratio is shared by every method: SAC's run was made at the preset's.
+  result = _compare(workdir, '--preset=smoke', '--methods=sac', '--samples_per_insert=4')
+  assert result.returncode != 0
+  assert 'holds a run with different settings' in result.stderr
+  assert "different settings (['shared_settings.samples_per_insert'])" in result.stderr
 
 
 def test_smoke_comparison_of_two_wpo_variants(tmp_path):

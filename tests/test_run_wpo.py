@@ -222,7 +222,8 @@ def test_resume_accepts_a_run_json_from_before_a_config_field_existed(tmp_path):
   with open(tmp_path / 'run.json', 'w') as f:
     json.dump(written, f)
   assert workdir.check_or_write_settings(str(tmp_path), settings) is True
-  with pytest.raises(workdir.SettingsMismatch, match=r"different settings \(\['wpo_config'\]\)"):
+  changed = r"different settings \(\['wpo_config.num_components'\]\)"
+  with pytest.raises(workdir.SettingsMismatch, match=changed):
     workdir.check_or_write_settings(str(tmp_path), _wpo_settings(num_components=3))
 
 
@@ -254,4 +255,8 @@ def test_resume_reads_the_run_json_layouts_of_earlier_versions(tmp_path):
   assert workdir.read_settings(str(old_compare)) == same
   assert workdir.changed_settings(str(old_compare), same) == []
   other = workdir.run_settings('sac', 'reacher:easy', 2, 1000, 2, shared_settings=shared)
-  assert workdir.changed_settings(str(old_compare), other) == ['evaluation']
+  assert workdir.changed_settings(str(old_compare), other) == ['evaluation.every']
+  wider = workdir.run_settings('sac', 'reacher:easy', 2, 1000, 2,
+                               shared_settings=methods.CommonSettings(hidden_sizes=(64, 64)))
+  assert workdir.changed_settings(str(old_compare), wider) == [
+      'evaluation.every', 'shared_settings.hidden_sizes']
