@@ -14,7 +14,7 @@ layers, matmul precision ('default' or 'bfloat16') and pipeline:
 --peak_tflops. Policy 256×3, N=20 action samples and a walker-sized problem (O=24, D=6) unless
 flags say otherwise.
 
-  python -m experiments.bench_learner [--cases=cpu|gpu|paper|smoke] [--seconds=10]
+  python -m experiments.bench_learner [--cases=cpu|cpu_preset|gpu|paper|smoke] [--seconds=10]
 """
 
 import itertools
@@ -61,6 +61,10 @@ CASES = {
     # The target first: paper scale (policy and critic 256×3, B=256).
     'paper': _grid((1, 8, 64), (256,), (PAPER_CRITIC,), ('default', 'bfloat16'), PIPELINES),
     'cpu': _grid((1, 8), (256,), (PAPER_CRITIC,), ('default',), PIPELINES),
+    # agents.wpo's `cpu` preset (256×2, k=4; compare's runs take k=1) at B=128 and 256; pass
+    # --num_action_samples=8 and the task's sizes (cartpole: --observation_dim=5 --action_dim=1).
+    'cpu_preset': _grid((1, 4), (128, 256), ((256, 256),), ('default',), PIPELINES,
+                        policy=(256, 256)),
     # Seconds on any machine: for tests/test_learner_pipeline.py.
     'smoke': _grid((2,), (16,), ((32, 32),), ('bfloat16',), PIPELINES, policy=(32, 32)),
 }

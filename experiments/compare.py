@@ -16,8 +16,10 @@ After every run the reports are rebuilt from all runs' logs (`runner/report.py`)
 `results.csv`, `results.md` and `plots/<task>.png`. All input is checked before anything runs.
 
 `--policy=mixture|tanh_gaussian` (with `--num_components`) gives WPO another policy head; MPO
-stays Gaussian. Presets: `smoke` (seconds per run, for tests), `cpu` (the whole comparison in about 20 minutes on
-2 CPU cores) and `paper` (the paper's Control Suite set, 3 seeds, 1M steps).
+stays Gaussian. Presets (`experiments/compare_presets.py`): `smoke` (seconds per run, for tests),
+`cpu` (the whole comparison in about 20 minutes on 2 CPU cores), `panel` (issue 11's six tasks ×
+WPO, SAC, MPO × 3 seeds at 100k steps: about 10 hours on 2 cores) and `paper` (the paper's
+Control Suite set, 3 seeds, 1M steps).
 """
 
 

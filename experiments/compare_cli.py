@@ -17,6 +17,7 @@ from agents import atomic_files
 from agents import environments
 from agents import methods
 from agents import wpo
+from experiments import compare_presets
 from experiments import policy_flags
 from runner import experiment
 from runner import local
@@ -25,49 +26,7 @@ from runner import report
 from runner import workdir as workdir_lib
 
 
-@dataclasses.dataclass(frozen=True)
-class Preset:
-  """What to run and with which settings."""
-  tasks: Tuple[str, ...]
-  methods: Tuple[str, ...]
-  seeds: Tuple[int, ...]
-  num_steps: int
-  eval_every: int
-  eval_episodes: int
-  # Network sizes, batch and replay, shared by every method.
-  settings: methods.CommonSettings
-  # WPO's and MPO's own settings (make_agent_parts replaces the shared fields by `settings`).
-  wpo_config: wpo.WPOConfig
-
-
-PRESETS = {
-    # Tiny networks and replay ratio: a run takes seconds, mostly compilation.
-    'smoke': Preset(
-        tasks=('cartpole:swingup',), methods=methods.METHODS, seeds=(0,), num_steps=1000,
-        eval_every=1000, eval_episodes=1,
-        settings=methods.CommonSettings(hidden_sizes=(32, 32), batch_size=32,
-                                          samples_per_insert=8.0, min_replay_size=200),
-        wpo_config=wpo.make_config('cpu', num_action_samples=4, variable_update_period=100,
-                                   num_sgd_steps_per_step=1)),
-    # Two easy tasks, one seed, short budgets: about 20 minutes for all ten runs on 2 cores.
-    'cpu': Preset(
-        tasks=('cartpole:swingup', 'reacher:easy'), methods=methods.METHODS, seeds=(0,),
-        num_steps=20_000, eval_every=5000, eval_episodes=2,
-        settings=methods.CommonSettings(hidden_sizes=(256, 256), batch_size=128,
-                                          samples_per_insert=16.0),
-        # One SGD step per learner step, as the Acme baselines take, so updates arrive on the
-        # same schedule for every method.
-        wpo_config=wpo.make_config('cpu', num_sgd_steps_per_step=1)),
-    # The paper's Control Suite set at reference scale.
-    'paper': Preset(
-        tasks=('cartpole:swingup', 'walker:walk', 'cheetah:run', 'finger:spin', 'reacher:easy',
-               'ball_in_cup:catch', 'humanoid:run'),
-        methods=methods.METHODS, seeds=(0, 1, 2), num_steps=1_000_000, eval_every=10_000,
-        eval_episodes=5, settings=methods.CommonSettings(),
-        wpo_config=wpo.PRESETS['default']),
-}
-
-_PRESET = flags.DEFINE_enum('preset', 'cpu', sorted(PRESETS),
+_PRESET = flags.DEFINE_enum('preset', 'cpu', sorted(compare_presets.PRESETS),
                             'Tasks, methods, seeds, budget and settings; flags below override.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory; re-use it to resume.')
 _TASKS = flags.DEFINE_list('tasks', None, 'Control Suite tasks, domain:task, comma-separated.')
@@ -108,7 +67,7 @@ class Run(NamedTuple):
 class Plan:
   """Every run to do, with the preset (flags applied) and the launch settings they share."""
   workdir: str
-  preset: Preset
+  preset: compare_presets.Preset
   runs: Tuple[Run, ...]
   checkpoint_every_minutes: float
   progress: bool
@@ -134,9 +93,9 @@ def _non_empty_unique(flag, values: Sequence[Any]) -> None:
     raise UsageError(f'--{flag.name} lists {", ".join(repeated)} more than once.')
 
 
-def preset_from_flags() -> Preset:
+def preset_from_flags() -> compare_presets.Preset:
   """The chosen preset with every explicitly given flag in place of its value."""
-  preset = PRESETS[_PRESET.value]
+  preset = compare_presets.PRESETS[_PRESET.value]
   changes: Dict[str, Any] = {}
   if _TASKS.present:
     changes['tasks'] = tuple(_TASKS.value or ())
@@ -176,7 +135,7 @@ def _check_names(flag, names: Sequence[str], validate) -> None:
       raise UsageError(f'--{flag.name}: {error}') from None
 
 
-def validate_preset(preset: Preset) -> None:
+def validate_preset(preset: compare_presets.Preset) -> None:
   """Checks names and numbers; the messages name the flag and the valid values."""
   _check_names(_TASKS, preset.tasks, environments.validate_task_name)
   _check_names(_METHODS, preset.methods,
@@ -194,7 +153,8 @@ def validate_preset(preset: Preset) -> None:
                      'it must be > 0.')
 
 
-def run_settings(preset: Preset, method: str, task: str, seed: int) -> Dict[str, Any]:
+def run_settings(preset: compare_presets.Preset, method: str, task: str,
+                 seed: int) -> Dict[str, Any]:
   """What a run's results depend on, apart from its budget: its run.json, compared on resume.
   WPO's own config only matters to WPO and MPO; a variant's overrides are in its settings."""
   shared, wpo_config = method_variants.resolve(method, preset.settings, preset.wpo_config)

@@ -219,3 +219,39 @@ def test_smoke_comparison_of_two_wpo_variants(tmp_path):
   result = _compare(workdir, '--preset=smoke', f'--methods={variant},wpo')
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   assert f'{variant} on cartpole:swingup, seed 0: skipped, finished earlier' in result.stdout
+
+
+def test_every_preset_names_valid_tasks_and_methods():
+  from agents import environments  # pylint: disable=g-import-not-at-top
+  from experiments import compare_presets  # pylint: disable=g-import-not-at-top
+  for preset in compare_presets.PRESETS.values():
+    for task in preset.tasks:
+      environments.validate_task_name(task)
+    for method in preset.methods:
+      method_variants.resolve(method, preset.settings, preset.wpo_config)
+
+
+def test_panel_gives_every_method_the_same_data():
+  """The issue's panel: 6 tasks × WPO/SAC/MPO × 3 seeds × 100k, 5 evaluation episodes every 10k,
+  and for every method's builder batches of 256 at 0.5 SGD steps per environment step."""
+  from acme import specs  # pylint: disable=g-import-not-at-top
+  from agents import environments  # pylint: disable=g-import-not-at-top
+  from agents import methods  # pylint: disable=g-import-not-at-top
+  from experiments import compare_presets  # pylint: disable=g-import-not-at-top
+  panel = compare_presets.PRESETS['panel']
+  assert set(panel.tasks) == {'cartpole:swingup', 'walker:walk', 'cheetah:run', 'finger:spin',
+                              'reacher:easy', 'ball_in_cup:catch'}
+  assert set(panel.methods) == {'wpo', 'sac', 'mpo'} and panel.seeds == (0, 1, 2)
+  assert (panel.num_steps, panel.eval_every, panel.eval_episodes) == (100_000, 10_000, 5)
+  spec = specs.make_environment_spec(environments.make_environment('cartpole:swingup', 0))
+  for method in panel.methods:
+    parts = methods.make_agent_parts(method, panel.settings, panel.wpo_config, spec,
+                                     lambda: None)
+    built = parts.builder._config  # pylint: disable=protected-access
+    assert (built.batch_size, built.samples_per_insert) == (256, 128.0), method
+    # The loop's replay ratio: env steps per learner step, and SGD steps per learner step.
+    env_steps = parts.transitions_per_learner_step / parts.samples_per_insert
+    sgd_steps = parts.transitions_per_learner_step / built.batch_size
+    assert sgd_steps / env_steps == 0.5, method
+    if method != 'sac':
+      assert built.policy_layers == built.critic_layers == (256, 256), method
