@@ -25,6 +25,7 @@ class Preset:
   wpo_config: wpo.WPOConfig
 
 
+# The paper's Control Suite set without humanoid:run.
 PANEL_TASKS = ('cartpole:swingup', 'walker:walk', 'cheetah:run', 'finger:spin', 'reacher:easy',
                'ball_in_cup:catch')
 
@@ -58,8 +59,7 @@ PRESETS = {
         wpo_config=wpo.make_config('cpu', num_sgd_steps_per_step=1)),
     # The paper's Control Suite set at reference scale.
     'paper': Preset(
-        tasks=('cartpole:swingup', 'walker:walk', 'cheetah:run', 'finger:spin', 'reacher:easy',
-               'ball_in_cup:catch', 'humanoid:run'),
+        tasks=PANEL_TASKS + ('humanoid:run',),
         methods=methods.METHODS, seeds=(0, 1, 2), num_steps=1_000_000, eval_every=10_000,
         eval_episodes=5, settings=methods.CommonSettings(),
         wpo_config=wpo.PRESETS['default']),
