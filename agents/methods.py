@@ -15,6 +15,7 @@ from acme.agents.jax import builders
 import jax.numpy as jnp
 
 from agents import wpo
+from wpo_jax.learner_config import check_field
 
 METHODS = ('wpo', 'mpo', 'sac', 'td3', 'd4pg')
 
@@ -36,12 +37,26 @@ class AgentParts(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class CommonSettings:
-  """Settings shared by every method so that runs differ only in the algorithm."""
+  """Settings shared by every method so that runs differ only in the algorithm.
+
+  Validated when built (a ValueError names the field), so a preset, a command line and a method
+  variant's override are all checked by the same rules.
+  """
   hidden_sizes: Tuple[int, ...] = (256, 256, 256)
   batch_size: int = 256
   samples_per_insert: float = 32.0
   min_replay_size: int = 1000
   discount: float = 0.99
+
+  def __post_init__(self):
+    object.__setattr__(self, 'hidden_sizes', tuple(self.hidden_sizes))
+    check_field(len(self.hidden_sizes) >= 1 and min(self.hidden_sizes) >= 1, 'hidden_sizes',
+                'a non-empty list of positive layer sizes', self.hidden_sizes)
+    check_field(self.batch_size >= 1, 'batch_size', 'an integer >= 1', self.batch_size)
+    check_field(self.samples_per_insert > 0, 'samples_per_insert', '> 0', self.samples_per_insert)
+    check_field(self.min_replay_size >= 1, 'min_replay_size', 'an integer >= 1',
+                self.min_replay_size)
+    check_field(0.0 <= self.discount <= 1.0, 'discount', 'in [0, 1]', self.discount)
 
 
 def validate_method(method: str) -> None:

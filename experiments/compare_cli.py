@@ -117,7 +117,10 @@ def preset_from_flags() -> compare_presets.Preset:
   if _SAMPLES_PER_INSERT.present:
     shared['samples_per_insert'] = _SAMPLES_PER_INSERT.value
   if shared:
-    changes['settings'] = dataclasses.replace(preset.settings, **shared)
+    try:
+      changes['settings'] = dataclasses.replace(preset.settings, **shared)
+    except ValueError as error:  # 'batch_size=0 is invalid: ...': the flag has the field's name.
+      raise UsageError(f'--{error}') from None
   try:
     changes['wpo_config'] = policy_flags.apply(preset.wpo_config)
   except ValueError as error:
@@ -141,16 +144,10 @@ def validate_preset(preset: compare_presets.Preset) -> None:
   _check_names(_METHODS, preset.methods,
                lambda m: method_variants.resolve(m, preset.settings, preset.wpo_config))
   _non_empty_unique(_SEEDS, preset.seeds)
-  if not preset.settings.hidden_sizes:
-    raise UsageError('--hidden_sizes is empty.')
   for flag, value in ((_NUM_STEPS, preset.num_steps), (_EVAL_EVERY, preset.eval_every),
-                      (_EVAL_EPISODES, preset.eval_episodes),
-                      (_BATCH, preset.settings.batch_size)):
+                      (_EVAL_EPISODES, preset.eval_episodes)):
     if value < 1:
       raise UsageError(f'--{flag.name}={value} is invalid: it must be >= 1.')
-  if not preset.settings.samples_per_insert > 0:
-    raise UsageError(f'--samples_per_insert={preset.settings.samples_per_insert} is invalid: '
-                     'it must be > 0.')
 
 
 def run_settings(preset: compare_presets.Preset, method: str, task: str,

@@ -192,9 +192,10 @@ def resolve(name: str, settings: methods.CommonSettings,
     # value, or a WPO-only option on MPO, fails here.
     dataclasses.replace(config, policy_improvement=method.base,
                         policy=config.policy if method.base == 'wpo' else 'gaussian', **shared)
+    settings = dataclasses.replace(settings, **shared)
   except ValueError as error:
     raise ValueError(f'{name!r}: {error}') from None
-  return dataclasses.replace(settings, **shared), config
+  return settings, config
 
 
 def directory_name(name: str) -> str:

@@ -108,7 +108,10 @@ def test_seed_stddev_pools_runs():
     ('--methods=wpo[kl_mode=adaptive]', "kl_mode must be one of ('fixed', 'lagrange')"),
     ('--methods=sac[batch_size=8]', 'sac takes no overrides'),
     ('--methods=wpo[]', 'empty overrides'),
-    ('--samples_per_insert=0', '--samples_per_insert=0.0 is invalid: it must be > 0.'),
+    ('--samples_per_insert=0',
+     '--samples_per_insert=0.0 is invalid: samples_per_insert must be > 0.'),
+    ('--batch_size=0', '--batch_size=0 is invalid: batch_size must be an integer >= 1.'),
+    ('--hidden_sizes=', '--hidden_sizes=() is invalid: hidden_sizes must be a non-empty list'),
     ('--methods=wpo[kl_weight_stddev=5],wpo[kl_weight_stddev=5.0]',
      '--methods lists wpo[kl_weight_stddev=5.0] more than once'),
 ])

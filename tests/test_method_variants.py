@@ -77,6 +77,26 @@ def test_unknown_field_message_lists_the_valid_fields():
 
 
 SETTINGS = methods.CommonSettings(hidden_sizes=(32,), batch_size=64, samples_per_insert=16.0)
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('hidden_sizes', (), 'hidden_sizes=() is invalid: hidden_sizes must be a non-empty list'),
+    ('hidden_sizes', (64, 0), 'hidden_sizes=(64, 0) is invalid'),
+    ('batch_size', 0, 'batch_size=0 is invalid: batch_size must be an integer >= 1.'),
+    ('samples_per_insert', 0.0, 'samples_per_insert=0.0 is invalid: samples_per_insert must be'),
+    ('min_replay_size', 0, 'min_replay_size=0 is invalid'),
+    ('discount', 1.5, 'discount=1.5 is invalid: discount must be in [0, 1].'),
+])
+def test_common_settings_refuse_bad_values_naming_the_field(field, value, message):
+  with pytest.raises(ValueError, match=re.escape(message)):
+    methods.CommonSettings(**{field: value})
+
+
+def test_common_settings_store_layer_sizes_as_a_tuple():
+  # A list from a command line and the preset's tuple must be one setting (run.json, resume).
+  settings = methods.CommonSettings(hidden_sizes=[32, 32])
+  assert settings.hidden_sizes == (32, 32)
+  assert settings == methods.CommonSettings(hidden_sizes=(32, 32))
 CONFIG = wpo.make_config('cpu')
 
 

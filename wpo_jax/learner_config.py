@@ -8,7 +8,12 @@ POLICY_LOSS_STATES = ('s', 's_and_next')
 DQ_DA_TRANSFORMS = ('none', 'cube_root', 'batch_normalise')
 
 
-def _check(condition: bool, field: str, allowed: str, value: Any) -> None:
+def check_field(condition: bool, field: str, allowed: str, value: Any) -> None:
+  """Raises ValueError('field=value is invalid: field must be <allowed>.') unless `condition`.
+
+  The one message format of every validated config (LearnerConfig, WPOConfig, CommonSettings);
+  command lines turn it into a flag error by prefixing '--' where flag and field share a name.
+  """
   if not condition:
     raise ValueError(f'{field}={value!r} is invalid: {field} must be {allowed}.')
 
@@ -73,26 +78,27 @@ class LearnerConfig:
   entropy_weight: float = 0.0
 
   def __post_init__(self):
-    _check(self.num_action_samples >= 1, 'num_action_samples', 'an integer >= 1',
-           self.num_action_samples)
-    _check(0.0 <= self.discount <= 1.0, 'discount', 'in [0, 1]', self.discount)
-    _check(self.target_update_period >= 1, 'target_update_period', 'an integer >= 1',
-           self.target_update_period)
-    _check(self.learning_rate > 0.0, 'learning_rate', '> 0', self.learning_rate)
-    _check(self.dual_learning_rate > 0.0, 'dual_learning_rate', '> 0', self.dual_learning_rate)
-    _check(self.max_grad_norm is None or self.max_grad_norm > 0.0, 'max_grad_norm',
-           '> 0 or None', self.max_grad_norm)
-    _check(self.fisher_damping is None or self.fisher_damping > 0.0, 'fisher_damping',
-           '> 0 or None', self.fisher_damping)
-    _check(self.kl_mode in KL_MODES, 'kl_mode', f'one of {KL_MODES}', self.kl_mode)
-    _check(self.kl_weight_mean >= 0.0, 'kl_weight_mean', '>= 0', self.kl_weight_mean)
-    _check(self.kl_weight_stddev >= 0.0, 'kl_weight_stddev', '>= 0', self.kl_weight_stddev)
-    _check(self.kl_epsilon_mean > 0.0, 'kl_epsilon_mean', '> 0', self.kl_epsilon_mean)
-    _check(self.kl_epsilon_stddev > 0.0, 'kl_epsilon_stddev', '> 0', self.kl_epsilon_stddev)
-    _check(self.action_minimum < self.action_maximum, 'action_minimum',
-           f'< action_maximum ({self.action_maximum})', self.action_minimum)
-    _check(self.policy_loss_states in POLICY_LOSS_STATES, 'policy_loss_states',
-           f'one of {POLICY_LOSS_STATES}', self.policy_loss_states)
-    _check(self.dq_da_transform in DQ_DA_TRANSFORMS, 'dq_da_transform',
-           f'one of {DQ_DA_TRANSFORMS}', self.dq_da_transform)
-    _check(self.entropy_weight >= 0.0, 'entropy_weight', '>= 0', self.entropy_weight)
+    check_field(self.num_action_samples >= 1, 'num_action_samples', 'an integer >= 1',
+                self.num_action_samples)
+    check_field(0.0 <= self.discount <= 1.0, 'discount', 'in [0, 1]', self.discount)
+    check_field(self.target_update_period >= 1, 'target_update_period', 'an integer >= 1',
+                self.target_update_period)
+    check_field(self.learning_rate > 0.0, 'learning_rate', '> 0', self.learning_rate)
+    check_field(self.dual_learning_rate > 0.0, 'dual_learning_rate', '> 0',
+                self.dual_learning_rate)
+    check_field(self.max_grad_norm is None or self.max_grad_norm > 0.0, 'max_grad_norm',
+                '> 0 or None', self.max_grad_norm)
+    check_field(self.fisher_damping is None or self.fisher_damping > 0.0, 'fisher_damping',
+                '> 0 or None', self.fisher_damping)
+    check_field(self.kl_mode in KL_MODES, 'kl_mode', f'one of {KL_MODES}', self.kl_mode)
+    check_field(self.kl_weight_mean >= 0.0, 'kl_weight_mean', '>= 0', self.kl_weight_mean)
+    check_field(self.kl_weight_stddev >= 0.0, 'kl_weight_stddev', '>= 0', self.kl_weight_stddev)
+    check_field(self.kl_epsilon_mean > 0.0, 'kl_epsilon_mean', '> 0', self.kl_epsilon_mean)
+    check_field(self.kl_epsilon_stddev > 0.0, 'kl_epsilon_stddev', '> 0', self.kl_epsilon_stddev)
+    check_field(self.action_minimum < self.action_maximum, 'action_minimum',
+                f'< action_maximum ({self.action_maximum})', self.action_minimum)
+    check_field(self.policy_loss_states in POLICY_LOSS_STATES, 'policy_loss_states',
+                f'one of {POLICY_LOSS_STATES}', self.policy_loss_states)
+    check_field(self.dq_da_transform in DQ_DA_TRANSFORMS, 'dq_da_transform',
+                f'one of {DQ_DA_TRANSFORMS}', self.dq_da_transform)
+    check_field(self.entropy_weight >= 0.0, 'entropy_weight', '>= 0', self.entropy_weight)

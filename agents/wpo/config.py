@@ -4,12 +4,8 @@ import dataclasses
 from typing import Any, Tuple
 
 from wpo_jax import learning
+from wpo_jax.learner_config import check_field
 from wpo_jax import networks
-
-
-def _check(condition: bool, field: str, allowed: str, value: Any) -> None:
-  if not condition:
-    raise ValueError(f'WPOConfig.{field}={value!r} is invalid: it must be {allowed}.')
 
 
 POLICY_IMPROVEMENTS = ('wpo', 'mpo')
@@ -57,44 +53,45 @@ class WPOConfig(learning.LearnerConfig):
     super().__post_init__()
     object.__setattr__(self, 'policy_layers', tuple(self.policy_layers))
     object.__setattr__(self, 'critic_layers', tuple(self.critic_layers))
-    _check(self.policy in networks.POLICIES, 'policy', f'one of {networks.POLICIES}',
-           self.policy)
-    _check(self.policy_improvement in POLICY_IMPROVEMENTS, 'policy_improvement',
-           f'one of {POLICY_IMPROVEMENTS}', self.policy_improvement)
-    _check(self.policy_improvement == 'wpo' or self.policy == 'gaussian', 'policy_improvement',
-           "'wpo' unless policy='gaussian' (MPO's loss is for Gaussian policies)",
-           self.policy_improvement)
+    check_field(self.policy in networks.POLICIES, 'policy', f'one of {networks.POLICIES}',
+                self.policy)
+    check_field(self.policy_improvement in POLICY_IMPROVEMENTS, 'policy_improvement',
+                f'one of {POLICY_IMPROVEMENTS}', self.policy_improvement)
+    check_field(self.policy_improvement == 'wpo' or self.policy == 'gaussian',
+                'policy_improvement', "'wpo' unless policy='gaussian' (MPO's loss is for Gaussian policies)",
+                self.policy_improvement)
     wpo_options = (self.policy_loss_states, self.dq_da_transform, self.entropy_weight)
-    _check(self.policy_improvement == 'wpo' or wpo_options == ('s', 'none', 0.0),
-           'policy_improvement', "'wpo' when policy_loss_states, dq_da_transform or "
-           'entropy_weight differ from their defaults (they are options of the WPO step)',
-           self.policy_improvement)
-    _check(self.num_components >= 1, 'num_components', 'an integer >= 1', self.num_components)
-    _check(len(self.policy_layers) >= 1 and min(self.policy_layers) >= 1, 'policy_layers',
-           'a non-empty tuple of positive layer sizes', self.policy_layers)
-    _check(len(self.critic_layers) >= 1 and min(self.critic_layers) >= 1, 'critic_layers',
-           'a non-empty tuple of positive layer sizes', self.critic_layers)
-    _check(self.init_scale > 0, 'init_scale', '> 0', self.init_scale)
-    _check(self.min_scale > 0, 'min_scale', '> 0', self.min_scale)
-    _check(self.batch_size >= 1, 'batch_size', 'an integer >= 1', self.batch_size)
-    _check(self.n_step >= 1, 'n_step', 'an integer >= 1', self.n_step)
-    _check(self.samples_per_insert > 0, 'samples_per_insert', '> 0', self.samples_per_insert)
-    _check(self.samples_per_insert_tolerance_rate > 0, 'samples_per_insert_tolerance_rate',
-           '> 0', self.samples_per_insert_tolerance_rate)
-    _check(self.min_replay_size >= 1, 'min_replay_size', 'an integer >= 1',
-           self.min_replay_size)
-    _check(self.max_replay_size >= self.min_replay_size, 'max_replay_size',
-           f'>= min_replay_size ({self.min_replay_size})', self.max_replay_size)
-    _check(self.num_sgd_steps_per_step >= 1, 'num_sgd_steps_per_step', 'an integer >= 1',
-           self.num_sgd_steps_per_step)
-    _check(self.prefetch_size >= 0, 'prefetch_size', 'an integer >= 0', self.prefetch_size)
-    _check(self.metrics_every >= 1, 'metrics_every', 'an integer >= 1', self.metrics_every)
-    _check(self.variable_update_period >= 1, 'variable_update_period', 'an integer >= 1',
-           self.variable_update_period)
+    check_field(self.policy_improvement == 'wpo' or wpo_options == ('s', 'none', 0.0),
+                'policy_improvement', "'wpo' when policy_loss_states, dq_da_transform or "
+                'entropy_weight differ from their defaults (they are options of the WPO step)',
+                self.policy_improvement)
+    check_field(self.num_components >= 1, 'num_components', 'an integer >= 1',
+                self.num_components)
+    check_field(len(self.policy_layers) >= 1 and min(self.policy_layers) >= 1, 'policy_layers',
+                'a non-empty tuple of positive layer sizes', self.policy_layers)
+    check_field(len(self.critic_layers) >= 1 and min(self.critic_layers) >= 1, 'critic_layers',
+                'a non-empty tuple of positive layer sizes', self.critic_layers)
+    check_field(self.init_scale > 0, 'init_scale', '> 0', self.init_scale)
+    check_field(self.min_scale > 0, 'min_scale', '> 0', self.min_scale)
+    check_field(self.batch_size >= 1, 'batch_size', 'an integer >= 1', self.batch_size)
+    check_field(self.n_step >= 1, 'n_step', 'an integer >= 1', self.n_step)
+    check_field(self.samples_per_insert > 0, 'samples_per_insert', '> 0', self.samples_per_insert)
+    check_field(self.samples_per_insert_tolerance_rate > 0, 'samples_per_insert_tolerance_rate',
+                '> 0', self.samples_per_insert_tolerance_rate)
+    check_field(self.min_replay_size >= 1, 'min_replay_size', 'an integer >= 1',
+                self.min_replay_size)
+    check_field(self.max_replay_size >= self.min_replay_size, 'max_replay_size',
+                f'>= min_replay_size ({self.min_replay_size})', self.max_replay_size)
+    check_field(self.num_sgd_steps_per_step >= 1, 'num_sgd_steps_per_step', 'an integer >= 1',
+                self.num_sgd_steps_per_step)
+    check_field(self.prefetch_size >= 0, 'prefetch_size', 'an integer >= 0', self.prefetch_size)
+    check_field(self.metrics_every >= 1, 'metrics_every', 'an integer >= 1', self.metrics_every)
+    check_field(self.variable_update_period >= 1, 'variable_update_period', 'an integer >= 1',
+                self.variable_update_period)
     # Actors and environments (agents.environments) use the canonical [-1, 1] action box.
-    _check((self.action_minimum, self.action_maximum) == (-1.0, 1.0), 'action_minimum',
-           '-1 with action_maximum 1 (the canonical action box)',
-           (self.action_minimum, self.action_maximum))
+    check_field((self.action_minimum, self.action_maximum) == (-1.0, 1.0), 'action_minimum',
+                '-1 with action_maximum 1 (the canonical action box)',
+                (self.action_minimum, self.action_maximum))
 
   def learner_config(self) -> learning.LearnerConfig:
     """The learner's share of this config."""
