@@ -140,6 +140,11 @@ def termination_requested() -> bool:
   return _termination_requested.is_set()
 
 
+def clear_termination_request() -> None:
+  """Forgets an earlier SIGTERM, so that `termination_requested` speaks of the run starting now."""
+  _termination_requested.clear()
+
+
 @contextlib.contextmanager
 def runtime_terminator(callback: Optional[Callable[[], Any]] = None):
   """Replaces acme.utils.signals.runtime_terminator, which needed launchpad's stop handlers.

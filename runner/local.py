@@ -53,7 +53,7 @@ def run(config: experiment.ExperimentConfig) -> Dict[str, Any]:
   Raises:
     workdir.SettingsMismatch: the workdir holds a run with other settings.
     wpo.NonFiniteLossError: the learner's loss became non-finite; the last checkpoint is kept.
-    KeyboardInterrupt: after writing a checkpoint.
+    KeyboardInterrupt: on Ctrl-C or SIGTERM (`wiring.Terminated`), after writing a checkpoint.
   """
   wiring.prepare_workdir(config)
   workdir_lib.announce_learner_device(config.workdir)
@@ -112,6 +112,7 @@ def _run_with_replay(config, parts, client, checkpointer, environment) -> Dict[s
     target = wiring.next_evaluation(steps, config)
     while target is not None:
       train_loop.run(num_steps=target - steps)
+      wiring.raise_if_terminated()
       steps = int(counter.get_counts()['actor_steps'])
       evaluate()
       if timer.due():

@@ -9,6 +9,8 @@ Ray workers each wrap the ones they need, with Ray handles standing in for the l
 
 import contextlib
 import os
+import signal
+import threading
 import time
 from typing import Any, Dict, Iterator, Mapping, NamedTuple, Optional, Tuple
 
@@ -20,6 +22,7 @@ from acme.utils import counting
 import jax
 import tqdm
 
+from agents import acme_compat
 from agents import checkpointing
 from agents import environments
 from agents import policy_stats
@@ -104,6 +107,7 @@ class Evaluator:
 
   def evaluate(self) -> None:
     self._loop.run(num_episodes=self._config.eval_episodes)
+    raise_if_terminated()
     plots.plot_learning_curve(workdir_lib.log_csv(self._config.workdir, 'evaluator'),
                               os.path.join(self._config.workdir, workdir_lib.LEARNING_CURVE),
                               self._config.title)
@@ -183,15 +187,53 @@ class Progress:
     self._bar.close()
 
 
-@contextlib.contextmanager
-def final_checkpoint(checkpoint, progress: Progress) -> Iterator[None]:
-  """Around a run's main loop: the last checkpoint when it ends or on Ctrl-C (then re-raised).
+class Terminated(KeyboardInterrupt):
+  """A SIGTERM (a scheduler's pre-emption, `kill`): a run stops as on Ctrl-C, with a checkpoint."""
 
-  Any other error (e.g. `agents.wpo.NonFiniteLossError`) writes none: the last good one stays.
-  `checkpoint(interrupted)` writes it (and ticks the wall clock); `interrupted`: after Ctrl-C.
+
+def raise_if_terminated() -> None:
+  """Call after an Acme `EnvironmentLoop.run` returns. While it runs the loop takes SIGTERM for
+  itself and just returns early (`agents.acme_compat.runtime_terminator`), so the stop is
+  raised here instead.
+
+  Raises:
+    Terminated: a SIGTERM arrived since `final_checkpoint` was entered.
   """
+  if acme_compat.termination_requested():
+    raise Terminated('SIGTERM')
+
+
+@contextlib.contextmanager
+def _sigterm_raises_terminated() -> Iterator[None]:
+  """Outside Acme's loops, SIGTERM raises Terminated in the main thread; restored on exit."""
+  if threading.current_thread() is not threading.main_thread():
+    yield  # Python installs signal handlers from the main thread only.
+    return
+  acme_compat.clear_termination_request()
+
+  def handler(signum, frame):
+    del signum, frame
+    raise Terminated('SIGTERM')
+
+  previous = signal.signal(signal.SIGTERM, handler)
   try:
     yield
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def final_checkpoint(checkpoint, progress: Progress) -> Iterator[None]:
+  """Around a run's main loop: the last checkpoint when it ends, or on Ctrl-C or SIGTERM (then
+  re-raised as KeyboardInterrupt, `Terminated` for SIGTERM).
+
+  Any other error (e.g. `agents.wpo.NonFiniteLossError`) writes none: the last good one stays.
+  `checkpoint(interrupted)` writes it (and ticks the wall clock); `interrupted`: after a stop.
+  Code inside that runs an Acme `EnvironmentLoop` calls `raise_if_terminated` after it.
+  """
+  try:
+    with _sigterm_raises_terminated():
+      yield
   except KeyboardInterrupt:
     progress.close()
     checkpoint(True)

@@ -127,6 +127,36 @@ def test_resume_after_sigkill_continues_counters_and_policy(tmp_path):
     assert relaunched.counts[name] == finished.counts[name], name
 
 
+@pytest.mark.parametrize('stop', [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_writes_a_checkpoint_and_exits(tmp_path, stop):
+  """SIGTERM (a scheduler's pre-emption, `kill`) stops a run like Ctrl-C: a checkpoint, then exit.
+
+  Without a handler of its own the run either died without a checkpoint or, with Acme's loop
+  taking SIGTERM for itself, cut one training segment short and carried on.
+  """
+  workdir = str(tmp_path / 'run')
+  process = launch(workdir, '--num_steps=200000', '--eval_every=1000', wait=False)
+  deadline = time.time() + 300
+  while time.time() < deadline:
+    if os.path.exists(os.path.join(workdir, 'logs', 'evaluator', 'logs.csv')) and len(
+        _rows(workdir, 'evaluator')) >= 2:  # Past the first 1000 steps: inside training.
+      break
+    assert process.poll() is None, process.stdout.read()[-3000:]
+    time.sleep(0.2)
+  else:
+    pytest.fail('no evaluation after 1000 steps within 300 s')
+  assert _manifest(workdir) is None  # No periodic checkpoint yet (every 5 minutes).
+  process.send_signal(stop)
+  output, _ = process.communicate(timeout=120)
+  assert process.returncode != 0, output[-3000:]
+  assert 'Interrupted: checkpoint written' in output, output[-3000:]
+  stopped = _manifest(workdir)['counts']
+  assert 1000 <= stopped['actor_steps'] < 200000 and stopped['learner_steps'] > 0
+  # The checkpoint is the run's last word: no evaluation was logged past it.
+  assert max(int(float(r['actor_steps'])) for r in _rows(workdir, 'evaluator')) <= (
+      stopped['actor_steps'])
+
+
 class _Checkpoint(NamedTuple):
   learner_state: Any
   counts: Dict[str, float]
