@@ -9,7 +9,8 @@ policy_stddev_mean/min/max, `agents.policy_stats`), a smaller axis below the ret
 mean and its min–max band per evaluation, in the colour of the run's return curve.
 
 Logs may belong to a run that is still going or that crashed: a missing or empty file, a row cut
-off mid-write or a row that does not parse is skipped, never raised. The PNG is written to a
+off mid-write or a row that does not parse is skipped, never raised; rows a resumed run logged
+again after its checkpoint replace the dead process's (`read_returns`). The PNG is written to a
 temporary file and renamed into place, so a reader never sees half an image.
 
 Only matplotlib's Agg canvas is used (no pyplot), so this works without a display and leaves the
@@ -30,6 +31,9 @@ from agents import atomic_files
 STEP_COLUMN = 'actor_steps'
 RETURN_COLUMN = 'episode_return'
 STDDEV_COLUMNS = ('policy_stddev_mean', 'policy_stddev_min', 'policy_stddev_max')
+# A count every evaluator row carries that a checkpoint restores: it falls back where a run
+# resumed from one, where steps can only repeat (see `read_returns`).
+TIMELINE_COLUMN = 'evaluator_episodes'
 
 
 class Curve(NamedTuple):
@@ -69,7 +73,16 @@ def _parse_float(value: Optional[str]) -> Optional[float]:
 
 def read_returns(path: str, step_column: str = STEP_COLUMN,
                  return_column: str = RETURN_COLUMN) -> List[Tuple[float, float]]:
-  """(step, return) for every well-formed row of the CSV at `path`, in file order."""
+  """(step, return) for every well-formed row of the CSV at `path`, in file order, on the run's
+  surviving timeline.
+
+  A run that resumed from a checkpoint may have logged rows after that checkpoint in the process
+  that died (a crash, SIGKILL, a fall-back to an older checkpoint); the resumed run logs those
+  steps again from the restored state. Where the log has `TIMELINE_COLUMN`, a row whose count is
+  not above every earlier row's marks such a resume, and the earlier rows at or past its count
+  are dropped: the curve is the one the finished run actually followed, with no step counted
+  twice.
+  """
   text = _read_complete_text(path)
   if not text:
     return []
@@ -78,15 +91,20 @@ def read_returns(path: str, step_column: str = STEP_COLUMN,
   if not header or step_column not in header or return_column not in header:
     return []
   step_index, return_index = header.index(step_column), header.index(return_column)
-  points = []
+  timeline_index = header.index(TIMELINE_COLUMN) if TIMELINE_COLUMN in header else None
+  kept: List[Tuple[float, Tuple[float, float]]] = []  # (count, point), counts increasing.
   for row in reader:
     # A row with a different number of fields is damaged; its columns cannot be trusted.
     if len(row) != len(header):
       continue
     step, episode_return = _parse_float(row[step_index]), _parse_float(row[return_index])
-    if step is not None and episode_return is not None:
-      points.append((step, episode_return))
-  return points
+    count = len(kept) if timeline_index is None else _parse_float(row[timeline_index])
+    if step is None or episode_return is None or count is None:
+      continue
+    while kept and kept[-1][0] >= count:
+      kept.pop()  # Logged after the checkpoint this row's run resumed from.
+    kept.append((count, (step, episode_return)))
+  return [point for _, point in kept]
 
 
 def aggregate(points: List[Tuple[float, float]]) -> Curve:

@@ -67,8 +67,7 @@ def read_run(directory: str) -> Optional[RunCurve]:
   curve = plots.aggregate(plots.read_returns(path))
   if not curve.steps:
     return None
-  # Every episode of one evaluation carries the same wall-clock count; max tolerates a resumed
-  # run that logged a step twice.
+  # Every episode of one evaluation carries the same wall-clock count.
   clock = plots.aggregate(plots.read_returns(path, return_column=workdir_lib.WALLCLOCK))
   clock_at = dict(zip(clock.steps, clock.maximums))
   return RunCurve(settings['method'], settings['task'], int(settings['seed']), curve.steps,

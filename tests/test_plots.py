@@ -86,6 +86,28 @@ def test_bad_rows_are_skipped(tmp_path):
   assert plots.aggregate(plots.read_returns(str(path))).steps == [100, 500]
 
 
+def test_rows_logged_after_the_checkpoint_a_run_resumed_from_are_dropped(tmp_path):
+  # Evaluations of 2 episodes at 1000 and 2000 steps; a checkpoint with 4 evaluator episodes
+  # (after the 2000-step evaluation); the process then evaluated 3000 and half of 4000 and
+  # died. The resumed run evaluates 3000 and 4000 again, from the restored policy, then 5000;
+  # it died once more before its next checkpoint, and resumed again at 4000.
+  rows = [(1000, 1.0, 1), (1000, 3.0, 2), (2000, 10.0, 3), (2000, 12.0, 4),
+          (3000, 50.0, 5), (3000, 52.0, 6), (4000, 90.0, 7),  # Lost with the first process.
+          (3000, 20.0, 5), (3000, 22.0, 6), (4000, 30.0, 7), (4000, 32.0, 8),
+          (5000, 70.0, 9),  # Lost with the second.
+          (5000, 40.0, 9), (5000, 42.0, 10)]
+  path = tmp_path / 'logs.csv'
+  path.write_text('actor_steps,episode_return,evaluator_episodes\n' +
+                  ''.join(f'{s},{r},{c}\n' for s, r, c in rows))
+  curve = plots.aggregate(plots.read_returns(str(path)))
+  assert curve.steps == [1000, 2000, 3000, 4000, 5000]
+  assert curve.means == pytest.approx([2.0, 11.0, 21.0, 31.0, 41.0])
+  assert curve.counts == [2, 2, 2, 2, 2]
+  # Without the count (logs that lack it) every row stays, in file order.
+  path.write_text('actor_steps,episode_return\n' + ''.join(f'{s},{r}\n' for s, r, _ in rows))
+  assert len(plots.read_returns(str(path))) == len(rows)
+
+
 @pytest.mark.parametrize('content', [None, '', 'actor_steps,episode_return\n',
                                      'actor_steps,episode_ret', 'other,columns\n1,2\n'])
 def test_no_data_returns_false_and_writes_nothing(tmp_path, content):

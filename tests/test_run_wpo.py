@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import reverb
 
+from runner import report
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Small networks and a low replay ratio keep a few thousand environment steps within seconds.
 TINY = ['--preset=cpu', '--config=policy_layers=32,32', '--config=critic_layers=32,32',
@@ -125,6 +127,35 @@ def test_resume_after_sigkill_continues_counters_and_policy(tmp_path):
   assert relaunched.replay_size == finished.replay_size
   for name in ('actor_steps', 'actor_episodes', 'learner_steps', 'evaluator_episodes'):
     assert relaunched.counts[name] == finished.counts[name], name
+
+
+def test_a_fall_back_resume_keeps_only_the_resumed_evaluations_in_the_curve(tmp_path):
+  workdir = str(tmp_path / 'run')
+  flags = ('--eval_every=1000', '--checkpoint_every_minutes=0.0001')
+  result = launch(workdir, '--num_steps=3000', *flags)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  # Damage every checkpoint taken at 3000 steps: the relaunch falls back to one at 2000 and
+  # evaluates 3000 again, from other parameters, while the first 3000-step row stays in the log.
+  checkpoints = os.path.join(workdir, 'checkpoints')
+  for name in sorted(os.listdir(checkpoints)):
+    commit = os.path.join(checkpoints, name, 'commit.json')
+    if os.path.exists(commit):
+      with open(commit) as f:
+        if json.load(f)['counts']['actor_steps'] == 3000:
+          with open(os.path.join(checkpoints, name, 'learner.msgpack'), 'r+b') as f:
+            f.write(b'damaged')
+  before = _rows(workdir, 'evaluator')
+  assert [int(float(r['actor_steps'])) for r in before] == [0, 1000, 2000, 3000]
+
+  result = launch(workdir, '--num_steps=3000', *flags)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  after = _rows(workdir, 'evaluator')
+  assert [int(float(r['actor_steps'])) for r in after] == [0, 1000, 2000, 3000, 3000]
+  curve = report.read_run(workdir)
+  # One evaluation per step, and at 3000 the resumed run's, not a mean of the two.
+  assert curve.steps == [0, 1000, 2000, 3000]
+  assert curve.returns[-1] == pytest.approx(float(after[-1]['episode_return']))
+  assert curve.returns[:3] == pytest.approx([float(r['episode_return']) for r in before[:3]])
 
 
 @pytest.mark.parametrize('stop', [signal.SIGTERM, signal.SIGINT])
