@@ -113,8 +113,8 @@ def _run(config, spec, cluster: ray_cluster.Cluster, workers: List[Any]) -> Dict
   ray.get([w.ready.remote() for w in [evaluator] + actors], timeout=STARTUP_TIMEOUT_S)
   workdir_lib.announce_learner_device(config.workdir, learner_info['device'])
   print(f'Ray {ray_cluster.gcs_address()}, Reverb {address} (listening on '
-        f'{", ".join(listening)}), learner on {learner_info["device"]}, {cluster.num_actors} '
-        f'actors{", resumed" if learner_info["restored"] else ""}; workers up in '
+        f'{", ".join(listening)}), {cluster.num_actors} actors'
+        f'{", resumed" if learner_info["restored"] else ""}; workers up in '
         f'{time.time() - launched:.0f} s.', flush=True)
 
   clock = wiring.WallClock(lambda seconds: ray.get(

@@ -115,6 +115,7 @@ def test_two_actors_complete_the_budget_and_leave_no_process(tmp_path):
   # The learner's device in one line and in run.json; every worker's JAX device in its record
   # (no GPU here; with one, only the learner's would differ).
   assert 'learner device: cpu\n' in launch.output
+  assert 'learner on' not in launch.output  # Named once, on that line (it was also in Ray's).
   assert _json(workdir, 'run.json')['learner_device'] == 'cpu'
   names = ('counter', 'replay', 'learner', 'evaluator', 'actor_0', 'actor_1')
   assert {n: _json(workdir, 'processes', f'{n}.json')['device'] for n in names} == dict.fromkeys(
@@ -211,11 +212,15 @@ def test_sigkilled_actor_restarts_and_the_run_completes(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_checkpoints_and_a_relaunch_resumes(tmp_path):
+@pytest.mark.parametrize('stop', [
+    lambda pid: os.killpg(pid, signal.SIGINT),  # What Ctrl-C in a terminal sends.
+    lambda pid: os.kill(pid, signal.SIGTERM),  # `kill <launcher pid>`.
+], ids=['ctrl_c', 'sigterm'])
+def test_a_stop_checkpoints_and_a_relaunch_resumes(tmp_path, stop):
   workdir = str(tmp_path / 'run')
   launch = Launch(workdir, '--num_actors=2', '--num_steps=40000', '--eval_every=2000')
   _wait_for(lambda: len(_actor_rows(workdir, 0)) >= 2, launch, what='two actor_0 episodes')
-  os.killpg(launch.process.pid, signal.SIGINT)  # What Ctrl-C in a terminal sends.
+  stop(launch.process.pid)
   assert launch.wait(timeout=300) != 0
   assert 'Interrupted' in launch.output and 'checkpoint' in launch.output, launch.output[-3000:]
   assert_no_processes_left(launch.tag)
