@@ -156,7 +156,59 @@ def test_entropy_weight_adds_minus_w_log_sigma():
   assert float(jnp.mean(sigma(state_w))) > float(jnp.mean(sigma(state_0)))
 
 
+def test_box_penalty_is_the_squared_distance_of_each_mean_outside_the_box():
+  gaussian = distributions.DiagonalGaussian(mean=jnp.array([[1.5, 0.2, -2.0], [0.0, 1.0, -1.0]]),
+                                            stddev=jnp.ones((2, 3)))
+  np.testing.assert_allclose(policy_options.box_penalty(gaussian, -1.0, 1.0), [0.25 + 1.0, 0.0])
+  # ∂/∂μ: 2(μ − 1) above the box, 2(μ + 1) below it, 0 inside (on the bound too).
+  grad = jax.grad(lambda m: jnp.sum(policy_options.box_penalty(
+      gaussian._replace(mean=m), -1.0, 1.0)))(gaussian.mean)
+  np.testing.assert_allclose(grad, [[1.0, 0.0, -2.0], [0.0, 0.0, 0.0]])
+  # A mixture sums over its components: [S=1, K=2, D=1].
+  mixture = distributions.MixtureGaussian(logits=jnp.zeros((1, 2)),
+                                          mean=jnp.array([[[3.0], [-1.5]]]),
+                                          stddev=jnp.ones((1, 2, 1)))
+  np.testing.assert_allclose(policy_options.box_penalty(mixture, -1.0, 1.0), [4.0 + 0.25])
+
+
+def test_mean_box_penalty_pulls_means_back_into_the_box():
+  # Means pushed far outside the box by a large output bias: the loss is w·mean_s Σ_d (μ−1)² at
+  # the step's parameters, and the step moves the means towards the box, which the WPO term
+  # (∇aQ of an untrained critic, clipping off) does not do on its own.
+  batch = _batch(jax.random.PRNGKey(5), np.ones(BATCH))
+  nets = networks.make_networks(ACTION_DIM, LAYERS, LAYERS)
+  config = dict(clip_critic_actions=False, kl_weight_mean=0.0, learning_rate=1e-2)
+  w = 3.0
+
+  def run(**overrides):
+    learner = learning.make_learner(nets, ACTION_DIM, learning.LearnerConfig(
+        num_action_samples=4, max_grad_norm=None, **config, **overrides))
+    state = learner.init(jax.random.PRNGKey(0), OBSERVATION_DIM)
+    params = state.params.policy['params']
+    shifted_mean = {**params['mean'], 'bias': params['mean']['bias'] + 4.0}
+    shifted = {'params': {**params, 'mean': shifted_mean}}
+    state = state._replace(params=state.params._replace(policy=shifted))
+    mean = lambda s: nets.policy.apply(s.params.policy, batch.observation).mean
+    before = mean(state)
+    step = jax.jit(learner.sgd_step)
+    metrics = None
+    for _ in range(20):
+      state, step_metrics = step(state, batch)
+      metrics = metrics or step_metrics
+    return before, mean(state), metrics
+
+  before, after_w, metrics_w = run(mean_box_penalty=w)
+  _, after_0, metrics_0 = run()
+  assert 'box_loss' not in metrics_0
+  expected = w * np.mean(np.sum(np.square(np.maximum(np.asarray(before) - 1.0, 0.0)), axis=-1))
+  np.testing.assert_allclose(metrics_w['box_loss'], expected, rtol=1e-5)
+  excess = lambda m: float(jnp.mean(jnp.maximum(m - 1.0, 0.0)))
+  assert excess(after_w) < 0.5 * excess(before)
+  assert excess(after_w) < excess(after_0)
+
+
 @pytest.mark.parametrize('field, value, message', [
+    ('mean_box_penalty', -1.0, 'mean_box_penalty must be >= 0'),
     ('policy_loss_states', 'next', "policy_loss_states must be one of ('s', 's_and_next')"),
     ('dq_da_transform', 'sqrt', 'dq_da_transform must be one of'),
     ('entropy_weight', -1.0, 'entropy_weight must be >= 0'),

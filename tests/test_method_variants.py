@@ -121,7 +121,10 @@ def test_resolve_routes_shared_fields_to_the_shared_settings():
     ('wpo[kl_mode=adaptive]', "kl_mode must be one of ('fixed', 'lagrange')"),
     ('wpo[samples_per_insert=0]', 'samples_per_insert=0.0 is invalid'),
     ('wpo[policy=beta]', "policy=" + repr('beta') + ' is invalid'),
-    ('mpo[entropy_weight=0.1]', 'they are options of the WPO step'),
+    ('mpo[entropy_weight=0.1]', 'options of the WPO step'),
+    ('mpo[mean_box_penalty=1]', "'wpo' when any of mean_box_penalty is not at its default"),
+    ('wpo[policy=tanh_gaussian,mean_box_penalty=1]', "mean_box_penalty=1.0 is invalid: "
+     "mean_box_penalty must be 0 with policy='tanh_gaussian'"),
 ])
 def test_resolve_refuses_bad_values_naming_the_field(text, message):
   with pytest.raises(ValueError, match=re.escape(message)):

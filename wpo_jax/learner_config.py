@@ -1,11 +1,15 @@
 """The WPO learner's hyperparameters, validated when built (`LearnerConfig`)."""
 
 import dataclasses
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 KL_MODES = ('fixed', 'lagrange')
 POLICY_LOSS_STATES = ('s', 's_and_next')
 DQ_DA_TRANSFORMS = ('none', 'cube_root', 'batch_normalise')
+# Options of the WPO policy step only (`wpo_jax.policy_options`), with the defaults that leave
+# the paper's update unchanged; another policy improvement (MPO) needs them at these.
+WPO_STEP_OPTIONS = {'policy_loss_states': 's', 'dq_da_transform': 'none', 'entropy_weight': 0.0,
+                    'mean_box_penalty': 0.0}
 
 
 def check_field(condition: bool, field: str, allowed: str, value: Any) -> None:
@@ -55,6 +59,12 @@ class LearnerConfig:
     unpreconditioned σ; `log_scale_entropy`) to the policy loss. A departure from the paper's
     update, which has no entropy term: it pushes σ up by w/σ against the KL's pull; 0 (the
     default) leaves the update the paper's.
+  mean_box_penalty: w ≥ 0 adds w·Σ_d (distance of μ_d outside [action_minimum, action_maximum])²
+    per state (every component's mean for a mixture; `box_penalty`) to the policy loss, through
+    the unpreconditioned means. An alternative to clip_critic_actions (use it with that False):
+    the critic then sees the sampled actions as they are, and the penalty, rather than a ∇aQ
+    cut to zero outside the box, keeps the means inside. Also a departure from the paper;
+    0 (the default) leaves the update the paper's.
   """
   num_action_samples: int = 20
   discount: float = 0.99
@@ -76,6 +86,7 @@ class LearnerConfig:
   policy_loss_states: str = 's'
   dq_da_transform: str = 'none'
   entropy_weight: float = 0.0
+  mean_box_penalty: float = 0.0
 
   def __post_init__(self):
     check_field(self.num_action_samples >= 1, 'num_action_samples', 'an integer >= 1',
@@ -102,3 +113,9 @@ class LearnerConfig:
     check_field(self.dq_da_transform in DQ_DA_TRANSFORMS, 'dq_da_transform',
                 f'one of {DQ_DA_TRANSFORMS}', self.dq_da_transform)
     check_field(self.entropy_weight >= 0.0, 'entropy_weight', '>= 0', self.entropy_weight)
+    check_field(self.mean_box_penalty >= 0.0, 'mean_box_penalty', '>= 0', self.mean_box_penalty)
+
+  def changed_wpo_step_options(self) -> Tuple[str, ...]:
+    """The WPO_STEP_OPTIONS that differ from their defaults, in that order."""
+    return tuple(name for name, default in WPO_STEP_OPTIONS.items()
+                 if getattr(self, name) != default)

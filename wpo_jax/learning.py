@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from wpo_jax import learner_config
 from wpo_jax import losses
 from wpo_jax import networks as networks_lib
 from wpo_jax import policy_options
@@ -113,11 +114,11 @@ def make_learner(networks: networks_lib.WPONetworks, action_dim: int,
   With `policy_improvement` the WPO term and its KL penalty are replaced by that step (e.g. MPO
   for a like-for-like baseline); the critic, targets, optimiser and data are unchanged.
   """
-  if policy_improvement is not None and (config.policy_loss_states, config.dq_da_transform,
-                                         config.entropy_weight) != ('s', 'none', 0.0):
-    raise ValueError('policy_loss_states, dq_da_transform and entropy_weight are options of '
-                     'the WPO policy step; leave them at their defaults (s, none, 0) with another '
-                     'policy improvement.')
+  changed = config.changed_wpo_step_options()
+  if policy_improvement is not None and changed:
+    raise ValueError(f'{", ".join(changed)}: options of the WPO policy step; leave them at '
+                     f'their defaults {learner_config.WPO_STEP_OPTIONS} with another policy '
+                     'improvement.')
   optimizer = optax.adam(config.learning_rate)
   dual_optimizer = optax.adam(config.dual_learning_rate)
   network_clip = per_network_clip(config.max_grad_norm)
@@ -236,6 +237,12 @@ def make_learner(networks: networks_lib.WPONetworks, action_dim: int,
       entropy_loss = -config.entropy_weight * jnp.mean(weight * entropy if weighted else entropy)
       metrics['entropy_loss'] = entropy_loss
       policy_loss = policy_loss + entropy_loss
+    if config.mean_box_penalty > 0:
+      # Not in the paper's update (see LearnerConfig.mean_box_penalty).
+      outside = policy_options.box_penalty(policy, config.action_minimum, config.action_maximum)
+      box_loss = config.mean_box_penalty * jnp.mean(weight * outside if weighted else outside)
+      metrics['box_loss'] = box_loss
+      policy_loss = policy_loss + box_loss
     return critic_loss + policy_loss, metrics
 
   def sgd_step(state: TrainingState, batch: Transition) -> Tuple[TrainingState, Metrics]:

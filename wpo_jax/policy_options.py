@@ -1,5 +1,6 @@
 """Optional variants of the learner's policy term (`LearnerConfig.policy_loss_states`,
-`dq_da_transform`, `entropy_weight`); the defaults leave the paper's update unchanged."""
+`dq_da_transform`, `entropy_weight`, `mean_box_penalty`); the defaults leave the paper's update
+unchanged."""
 
 from typing import Any, Tuple
 
@@ -55,3 +56,15 @@ def log_scale_entropy(distribution: Any) -> jax.Array:
   """
   log_scale = jnp.sum(jnp.log(distribution.stddev), axis=-1)
   return log_scale if log_scale.ndim == 1 else jnp.mean(log_scale, axis=-1)
+
+
+def box_penalty(distribution: Any, minimum: float, maximum: float) -> jax.Array:
+  """Σ_d of the squared distance of the mean μ_d outside [minimum, maximum] per state, [S].
+
+  0 for a mean inside the box, with zero gradient there; a mixture sums over its components.
+  Its means must live in action space: a Gaussian's or a mixture's, not a tanh-Gaussian's.
+  """
+  mean = distribution.mean
+  outside = jnp.maximum(mean - maximum, 0.0) + jnp.maximum(minimum - mean, 0.0)
+  per_state = jnp.sum(jnp.square(outside), axis=-1)
+  return per_state if per_state.ndim == 1 else jnp.sum(per_state, axis=-1)

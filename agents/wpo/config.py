@@ -17,9 +17,9 @@ class WPOConfig(learning.LearnerConfig):
 
   The learner's fields (num_action_samples, discount, target_update_period, learning_rate,
   max_grad_norm, natural_gradient, kl_*, clip_critic_actions, action bounds, policy_loss_states,
-  dq_da_transform, entropy_weight) are inherited from `wpo_jax.learning.LearnerConfig`, which
-  documents and validates them. init_scale: σ of the initial policy (pre-squash for
-  tanh_gaussian).
+  dq_da_transform, entropy_weight, mean_box_penalty) are inherited from
+  `wpo_jax.learning.LearnerConfig`, which documents and validates them. init_scale: σ of the
+  initial policy (pre-squash for tanh_gaussian).
   """
   # Policy improvement: 'wpo', or 'mpo' (dm-acme's MPO loss behind the same critic and learner,
   # for a like-for-like baseline; Gaussian policy only).
@@ -60,11 +60,13 @@ class WPOConfig(learning.LearnerConfig):
     check_field(self.policy_improvement == 'wpo' or self.policy == 'gaussian',
                 'policy_improvement', "'wpo' unless policy='gaussian' (MPO's loss is for Gaussian policies)",
                 self.policy_improvement)
-    wpo_options = (self.policy_loss_states, self.dq_da_transform, self.entropy_weight)
-    check_field(self.policy_improvement == 'wpo' or wpo_options == ('s', 'none', 0.0),
-                'policy_improvement', "'wpo' when policy_loss_states, dq_da_transform or "
-                'entropy_weight differ from their defaults (they are options of the WPO step)',
-                self.policy_improvement)
+    changed = self.changed_wpo_step_options()
+    check_field(self.policy_improvement == 'wpo' or not changed, 'policy_improvement',
+                f"'wpo' when any of {', '.join(changed)} is not at its default (options of "
+                'the WPO step)', self.policy_improvement)
+    check_field(self.mean_box_penalty == 0 or self.policy != 'tanh_gaussian', 'mean_box_penalty',
+                "0 with policy='tanh_gaussian' (its actions cannot leave the box; its mean is "
+                'the pre-squash one)', self.mean_box_penalty)
     check_field(self.num_components >= 1, 'num_components', 'an integer >= 1',
                 self.num_components)
     check_field(len(self.policy_layers) >= 1 and min(self.policy_layers) >= 1, 'policy_layers',
