@@ -192,7 +192,10 @@ def plot_curves(curves: Mapping[Optional[str], Curve], png_path: str, title: str
   stddevs = {label: curve for label, curve in (stddevs or {}).items()
              if curve.steps and label in curves}
 
-  figure = Figure(figsize=(7, 6.0 if stddevs else 4.5), dpi=100)
+  labelled = any(label is not None for label in curves)
+  # Constrained layout makes room for a legend outside the axes, where it covers no curve.
+  figure = Figure(figsize=(7, (6.0 if stddevs else 4.5) + (0.3 * len(curves) if labelled else 0)),
+                  dpi=100, layout='constrained')
   if stddevs:
     axes, stddev_axes = figure.subplots(2, 1, sharex=True,
                                         gridspec_kw={'height_ratios': (3, 1)})
@@ -202,8 +205,8 @@ def plot_curves(curves: Mapping[Optional[str], Curve], png_path: str, title: str
   axes.set_ylabel('Episode return')
   axes.set_title(title)
   axes.grid(True, alpha=0.3)
-  if any(label is not None for label in curves):
-    axes.legend(loc='best')
+  if labelled:
+    figure.legend(loc='outside lower center', ncols=1, fontsize='small', frameon=False)
   if stddev_axes is None:
     axes.set_xlabel('Environment steps')
   else:
@@ -212,6 +215,5 @@ def plot_curves(curves: Mapping[Optional[str], Curve], png_path: str, title: str
     stddev_axes.set_ylabel('policy σ\n(mean, min–max)')
     stddev_axes.set_xlabel('Environment steps')
     stddev_axes.grid(True, alpha=0.3)
-  figure.tight_layout()
   save_figure_atomically(figure, png_path)
   return True
