@@ -218,6 +218,14 @@ def test_bad_option_values_are_refused(field, value, message):
     learning.LearnerConfig(**{field: value})
 
 
+def test_changed_wpo_step_options_names_those_off_their_defaults_in_order():
+  assert learning.LearnerConfig().changed_wpo_step_options() == ()
+  config = learning.LearnerConfig(mean_box_penalty=1.0, entropy_weight=0.1,
+                                  policy_loss_states='s_and_next')
+  assert config.changed_wpo_step_options() == ('policy_loss_states', 'entropy_weight',
+                                               'mean_box_penalty')
+
+
 def test_options_are_refused_with_another_policy_improvement():
   nets = networks.make_networks(ACTION_DIM, LAYERS, LAYERS)
   improvement = learning.PolicyImprovement(init=lambda d: (), loss=None)
