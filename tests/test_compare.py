@@ -192,9 +192,9 @@ def test_smoke_comparison_runs_reports_and_resumes(tmp_path):
 
 def test_smoke_comparison_of_two_wpo_variants(tmp_path):
   workdir = tmp_path / 'comparison'
-  variant = 'wpo[kl_weight_stddev=5.0,samples_per_insert=4.0]'
+  variant = 'wpo[kl_weight_stddev=50.0,samples_per_insert=4.0]'
   result = _compare(workdir, '--preset=smoke',
-                    '--methods=wpo,wpo[samples_per_insert=4,kl_weight_stddev=5]')
+                    '--methods=wpo,wpo[samples_per_insert=4,kl_weight_stddev=50]')
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   _check_smoke_outputs(workdir, ['wpo', variant])  # Two columns, and two curves' worth of rows.
   task = workdir / 'runs' / 'cartpole-swingup'
@@ -202,12 +202,12 @@ def test_smoke_comparison_of_two_wpo_variants(tmp_path):
   assert sorted(p.name for p in task.iterdir()) == sorted(['wpo', directory.name])
   settings = json.loads((directory / 'seed_0' / 'run.json').read_text())
   assert settings['method'] == variant
-  assert settings['wpo_config']['kl_weight_stddev'] == 5.0
+  assert settings['wpo_config']['kl_weight_stddev'] == 50.0
   # The replay ratio is a shared setting: the variant's own value is the one recorded.
   assert settings['shared_settings']['samples_per_insert'] == 4.0
   plain = json.loads((task / 'wpo' / 'seed_0' / 'run.json').read_text())
   assert plain['shared_settings']['samples_per_insert'] == 8.0
-  assert plain['wpo_config']['kl_weight_stddev'] == 500.0
+  assert plain['wpo_config']['kl_weight_stddev'] == 5.0  # The cpu preset's, which smoke keeps.
   # Fewer SGD steps per actor step for the variant: samples_per_insert 4 against 8.
   steps = {d: json.loads((task / d / 'seed_0' / 'DONE').read_text())['counts']['learner_steps']
            for d in ('wpo', directory.name)}

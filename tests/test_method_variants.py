@@ -103,14 +103,14 @@ CONFIG = wpo.make_config('cpu')
 def test_resolve_routes_shared_fields_to_the_shared_settings():
   assert method_variants.resolve('wpo', SETTINGS, CONFIG) == (SETTINGS, CONFIG)
   shared, config = method_variants.resolve(
-      'wpo[samples_per_insert=64,kl_weight_stddev=5,policy=tanh_gaussian,init_scale=1.5]',
+      'wpo[samples_per_insert=64,kl_weight_stddev=50,policy=tanh_gaussian,init_scale=1.5]',
       SETTINGS, CONFIG)
   assert shared == methods.CommonSettings(hidden_sizes=(32,), batch_size=64,
                                             samples_per_insert=64.0)
-  assert (config.kl_weight_stddev, config.policy, config.init_scale) == (5.0, 'tanh_gaussian',
+  assert (config.kl_weight_stddev, config.policy, config.init_scale) == (50.0, 'tanh_gaussian',
                                                                          1.5)
   # Everything else is the preset's.
-  assert config == wpo.make_config('cpu', kl_weight_stddev=5.0, policy='tanh_gaussian',
+  assert config == wpo.make_config('cpu', kl_weight_stddev=50.0, policy='tanh_gaussian',
                                    init_scale=1.5)
   assert set(method_variants.SHARED_FIELDS) == {'batch_size', 'discount', 'min_replay_size',
                                         'samples_per_insert'}
