@@ -1,7 +1,11 @@
 """Why σ does not move: WPO's σ force against the σ-KL's, measured at a checkpointed learner.
 
+(The run below pins the reference's σ-KL weight, 500, which the `cpu` preset used until issue 11's
+study chose 5.)
+
   python -m experiments.run_wpo --preset=cpu --env=cartpole:swingup --num_steps=12000 \\
-      --eval_every=6000 --eval_episodes=1 --video=false --workdir=/tmp/sigma_run
+      --config=kl_weight_stddev=500 --eval_every=6000 --eval_episodes=1 --video=false \\
+      --workdir=/tmp/sigma_run
   python -m experiments.sigma_balance --workdir=/tmp/sigma_run --out=/tmp/sigma_out
 
 Loads the run's last checkpoint (learner state) and its replay (read only: nothing is written
