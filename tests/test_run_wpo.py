@@ -29,8 +29,11 @@ def launch(workdir, *flags, wait=True):
   command = [sys.executable, '-m', 'experiments.run_wpo', '--env=cartpole:swingup',
              f'--workdir={workdir}', *TINY, *flags]
   if not wait:
+    # SIGINT at its default in the child, as under a terminal: a shell without job control
+    # starts background jobs with SIGINT ignored, which the child would inherit.
     return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
