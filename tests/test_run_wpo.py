@@ -30,10 +30,14 @@ def launch(workdir, *flags, wait=True):
              f'--workdir={workdir}', *TINY, *flags]
   if not wait:
     # SIGINT at its default in the child, as under a terminal: a shell without job control
-    # starts background jobs with SIGINT ignored, which the child would inherit.
-    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # starts background jobs with SIGINT ignored, which the child would inherit. A Python
+    # handler in the parent is reset to the default at exec, where SIG_IGN would stay.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+      return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    finally:
+      signal.signal(signal.SIGINT, previous)
   return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
