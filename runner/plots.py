@@ -92,19 +92,24 @@ def read_returns(path: str, step_column: str = STEP_COLUMN,
     return []
   step_index, return_index = header.index(step_column), header.index(return_column)
   timeline_index = header.index(TIMELINE_COLUMN) if TIMELINE_COLUMN in header else None
-  kept: List[Tuple[float, Tuple[float, float]]] = []  # (count, point), counts increasing.
+  points, counts = [], []  # With the timeline column, counts increase along points.
   for row in reader:
     # A row with a different number of fields is damaged; its columns cannot be trusted.
     if len(row) != len(header):
       continue
     step, episode_return = _parse_float(row[step_index]), _parse_float(row[return_index])
-    count = len(kept) if timeline_index is None else _parse_float(row[timeline_index])
-    if step is None or episode_return is None or count is None:
+    if step is None or episode_return is None:
       continue
-    while kept and kept[-1][0] >= count:
-      kept.pop()  # Logged after the checkpoint this row's run resumed from.
-    kept.append((count, (step, episode_return)))
-  return [point for _, point in kept]
+    if timeline_index is not None:
+      count = _parse_float(row[timeline_index])
+      if count is None:
+        continue
+      while counts and counts[-1] >= count:  # Logged after the checkpoint this row resumed from.
+        counts.pop()
+        points.pop()
+      counts.append(count)
+    points.append((step, episode_return))
+  return points
 
 
 def aggregate(points: List[Tuple[float, float]]) -> Curve:
