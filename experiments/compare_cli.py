@@ -73,15 +73,12 @@ class Plan:
   progress: bool
 
 
-def _ints(flag, values: Sequence[str], minimum: int) -> Tuple[int, ...]:
-  """A list flag's values as integers >= `minimum`."""
+def _ints(flag, values: Sequence[str]) -> Tuple[int, ...]:
+  """A list flag's values as integers (their range is checked where the value is used)."""
   try:
-    numbers = tuple(int(v) for v in values)
+    return tuple(int(v) for v in values)
   except ValueError:
     raise UsageError(f'--{flag.name}={",".join(values)}: expected integers.') from None
-  if any(n < minimum for n in numbers):
-    raise UsageError(f'--{flag.name}={",".join(values)}: every value must be >= {minimum}.')
-  return numbers
 
 
 def _non_empty_unique(flag, values: Sequence[Any]) -> None:
@@ -105,13 +102,13 @@ def preset_from_flags() -> compare_presets.Preset:
     except ValueError as error:
       raise UsageError(f'--methods: {error}') from None
   if _SEEDS.present:
-    changes['seeds'] = _ints(_SEEDS, _SEEDS.value or (), 0)
+    changes['seeds'] = _ints(_SEEDS, _SEEDS.value or ())
   for flag in (_NUM_STEPS, _EVAL_EVERY, _EVAL_EPISODES):
     if flag.present:
       changes[flag.name] = flag.value
   shared: Dict[str, Any] = {}
   if _HIDDEN.present:
-    shared['hidden_sizes'] = _ints(_HIDDEN, _HIDDEN.value or (), 1)
+    shared['hidden_sizes'] = _ints(_HIDDEN, _HIDDEN.value or ())
   if _BATCH.present:
     shared['batch_size'] = _BATCH.value
   if _SAMPLES_PER_INSERT.present:
@@ -144,6 +141,9 @@ def validate_preset(preset: compare_presets.Preset) -> None:
   _check_names(_METHODS, preset.methods,
                lambda m: method_variants.resolve(m, preset.settings, preset.wpo_config))
   _non_empty_unique(_SEEDS, preset.seeds)
+  if min(preset.seeds) < 0:  # numpy's generators (environments, replay) refuse negative seeds.
+    raise UsageError(f'--seeds={",".join(map(str, preset.seeds))} is invalid: seeds must be '
+                     'non-negative integers.')
   for flag, value in ((_NUM_STEPS, preset.num_steps), (_EVAL_EVERY, preset.eval_every),
                       (_EVAL_EPISODES, preset.eval_episodes)):
     if value < 1:

@@ -112,6 +112,10 @@ def test_seed_stddev_pools_runs():
      '--samples_per_insert=0.0 is invalid: samples_per_insert must be > 0.'),
     ('--batch_size=0', '--batch_size=0 is invalid: batch_size must be an integer >= 1.'),
     ('--hidden_sizes=', '--hidden_sizes=() is invalid: hidden_sizes must be a non-empty list'),
+    ('--hidden_sizes=256,0', '--hidden_sizes=(256, 0) is invalid: hidden_sizes must be a '
+     'non-empty list of positive layer sizes'),
+    ('--hidden_sizes=256,wide', '--hidden_sizes=256,wide: expected integers.'),
+    ('--seeds=0,-1', '--seeds=0,-1 is invalid: seeds must be non-negative integers.'),
     ('--methods=wpo[kl_weight_stddev=5],wpo[kl_weight_stddev=5.0]',
      '--methods lists wpo[kl_weight_stddev=5.0] more than once'),
 ])
