@@ -215,7 +215,8 @@ def test_sigkilled_actor_restarts_and_the_run_completes(tmp_path):
 @pytest.mark.parametrize('stop', [
     lambda pid: os.killpg(pid, signal.SIGINT),  # What Ctrl-C in a terminal sends.
     lambda pid: os.kill(pid, signal.SIGTERM),  # `kill <launcher pid>`.
-], ids=['ctrl_c', 'sigterm'])
+    lambda pid: os.killpg(pid, signal.SIGTERM),  # `timeout`, a container stop, a batch system.
+], ids=['ctrl_c', 'sigterm', 'sigterm_to_the_group'])
 def test_a_stop_checkpoints_and_a_relaunch_resumes(tmp_path, stop):
   workdir = str(tmp_path / 'run')
   launch = Launch(workdir, '--num_actors=2', '--num_steps=40000', '--eval_every=2000')
