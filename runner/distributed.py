@@ -26,7 +26,8 @@ Ctrl-C all end with every worker killed and `ray.shutdown()`.
 Every worker writes `processes/<name>.json` (pid, host, node, whether it is a restart).
 The step budget is checked between episodes, so the run ends with up to one extra episode per
 actor beyond the budget, and evaluations fall at the first counter reading past each multiple of
-eval_every rather than exactly on it.
+eval_every rather than exactly on it; each evaluation plays one policy and logs that reading on
+all its episodes (`wiring.Evaluator`), while the actors and the learner go on.
 """
 
 import json

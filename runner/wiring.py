@@ -19,6 +19,7 @@ import agents  # noqa: F401  (the hook that lets acme import; see agents/acme_co
 from acme import core
 from acme.environment_loop import EnvironmentLoop
 from acme.utils import counting
+from acme.utils import loggers
 import jax
 import tqdm
 
@@ -34,6 +35,8 @@ from runner import workdir as workdir_lib
 # Evaluation and video environments use seeds far from the training ones.
 EVAL_SEED_OFFSET = 1_000_003
 VIDEO_SEED_OFFSET = 2_000_003
+# The evaluator's counts are the run's counter's keys with this prefix (evaluator_episodes, ...).
+EVALUATOR_COUNTS = 'evaluator'
 
 
 class Keys(NamedTuple):
@@ -92,25 +95,69 @@ def make_actor(parts, key: jax.Array, client, variable_source: core.VariableSour
 
 
 class Evaluator:
-  """The evaluation policy in its own environment and loop; redraws the curve after each run."""
+  """The evaluation policy in its own environment and loop; redraws the curve after each run.
+
+  An evaluation is `eval_episodes` episodes of one policy, logged at the counts it began at. In
+  the local run nothing trains meanwhile; in a Ray run the actors and the learner go on, so the
+  policy is fetched once per evaluation (`_PolicyPerEvaluation`) and every row carries the counts
+  read at the start (`_CountsAtStart`): otherwise the episodes of one evaluation play several
+  policies, and those ending after the next multiple of eval_every are logged (and plotted) as
+  part of the next evaluation.
+  """
 
   def __init__(self, config: experiment.ExperimentConfig, parts,
                variable_source: core.VariableSource, counter: counting.Counter, logger=None):
-    self._config = config
+    self._config, self._counter = config, counter
+    self._policy = _PolicyPerEvaluation(variable_source)
     # With σ mean/min/max of the evaluated policy on each row (agents.policy_stats).
     actor, observers = policy_stats.make_evaluator(parts, keys(config.seed).evaluator,
-                                                   variable_source)
+                                                   self._policy)
     environment = environments.make_environment(config.task, config.seed + EVAL_SEED_OFFSET)
+    self._logger = _CountsAtStart(logger or config.logger('evaluator'))
     self._loop = EnvironmentLoop(
-        environment, actor, counter=counting.Counter(counter, 'evaluator', time_delta=0.),
-        logger=logger or config.logger('evaluator'), observers=observers)
+        environment, actor, counter=counting.Counter(counter, EVALUATOR_COUNTS, time_delta=0.),
+        logger=self._logger, observers=observers)
 
   def evaluate(self) -> None:
+    self._policy.new_evaluation()
+    self._logger.counts = self._counter.get_counts()
     self._loop.run(num_episodes=self._config.eval_episodes)
     raise_if_terminated()
     plots.plot_learning_curve(workdir_lib.log_csv(self._config.workdir, 'evaluator'),
                               os.path.join(self._config.workdir, workdir_lib.LEARNING_CURVE),
                               self._config.title)
+
+
+class _PolicyPerEvaluation(core.VariableSource):
+  """`source`'s variables, fetched at the first request after each `new_evaluation()`."""
+
+  def __init__(self, source: core.VariableSource):
+    self._source, self._fetched = source, {}
+
+  def new_evaluation(self) -> None:
+    self._fetched = {}
+
+  def get_variables(self, names):
+    missing = [name for name in names if name not in self._fetched]
+    if missing:
+      self._fetched.update(zip(missing, self._source.get_variables(missing)))
+    return [self._fetched[name] for name in names]
+
+
+class _CountsAtStart(loggers.Logger):
+  """Writes each row with `counts` (read as its evaluation began) in place of the run's counts
+  at the episode's end; the evaluator's own counts (episodes, steps) stay the row's."""
+
+  def __init__(self, logger: loggers.Logger):
+    self._logger, self.counts = logger, {}
+
+  def write(self, data: loggers.LoggingData) -> None:
+    at_start = {key: value for key, value in self.counts.items()
+                if not key.startswith(EVALUATOR_COUNTS + '_')}
+    self._logger.write({**data, **at_start})
+
+  def close(self) -> None:
+    self._logger.close()
 
 
 def next_evaluation(steps: int, config: experiment.ExperimentConfig) -> Optional[int]:

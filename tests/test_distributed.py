@@ -4,6 +4,7 @@ Each launch tags its environment with a fresh id; every process Ray starts inher
 tests can tell this launch's processes from anyone else's and check that none outlives the run.
 """
 
+import collections
 import csv
 import json
 import os
@@ -168,7 +169,7 @@ def _header(workdir, label):
 
 @pytest.mark.slow
 def test_local_and_ray_runs_write_the_same_layout_and_log_schemas(tmp_path):
-  flags = ('--num_steps=2000', '--eval_every=1000')
+  flags = ('--num_steps=3000', '--eval_every=1000', '--eval_episodes=3')
   local, ray_run = str(tmp_path / 'local'), str(tmp_path / 'ray')
   result = launch_local(local, *flags)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -189,6 +190,11 @@ def test_local_and_ray_runs_write_the_same_layout_and_log_schemas(tmp_path):
     assert _header(local, 'actor') == _header(ray_run, f'actor_{index}')
   # One run.json schema: only the launch mode is not recorded, so the two files are equal.
   assert _json(local, 'run.json') == _json(ray_run, 'run.json')
+  # While the actors and the learner go on, each of the Ray run's evaluations is logged at one
+  # step (its episodes used to end, and be plotted, at several).
+  for workdir in (local, ray_run):
+    steps = collections.Counter(float(r['actor_steps']) for r in _rows(workdir, 'evaluator'))
+    assert len(steps) >= 3 and set(steps.values()) == {3}, (workdir, steps)
 
 
 @pytest.mark.slow

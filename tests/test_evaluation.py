@@ -1,0 +1,76 @@
+"""`runner.wiring.Evaluator` while training goes on (as in a Ray run): one policy per evaluation,
+logged at the counts the evaluation began at. A real learner, environment and Acme loop."""
+
+import functools
+
+import agents  # pylint: disable=unused-import  (patches dm-acme so that acme imports)
+from acme import core
+from acme import specs
+from acme.utils import counting
+from acme.utils import loggers
+import jax
+
+from agents import environments
+from agents import methods
+from agents import wpo
+from runner import experiment
+from runner import wiring
+
+TASK = 'cartpole:swingup'
+
+
+class _TrainingMeanwhile(core.VariableSource):
+  """The learner's variables, as a busy run serves them: between two fetches the actors have
+  taken 1000 steps and the learner 10 SGD steps, and the policy has changed (shifted by the
+  number of fetches so far)."""
+
+  def __init__(self, learner, counter: counting.Counter):
+    self._learner, self._counter = learner, counter
+    self.fetches = 0
+
+  def get_variables(self, names):
+    self.fetches += 1
+    self._counter.increment(actor_steps=1000, learner_steps=10)
+    variables = self._learner.get_variables(names)
+    return [jax.tree_util.tree_map(lambda x: x + 0.01 * self.fetches, v) for v in variables]
+
+
+class _Rows(loggers.Logger):
+
+  def __init__(self):
+    self.rows = []
+
+  def write(self, data):
+    self.rows.append(dict(data))
+
+  def close(self):
+    pass
+
+
+def test_an_evaluation_plays_one_policy_and_logs_the_counts_it_began_at(tmp_path):
+  config = wpo.make_config('cpu', policy_layers=(16, 16), critic_layers=(16, 16),
+                           num_action_samples=2, batch_size=8)
+  run = experiment.ExperimentConfig(
+      make_parts=functools.partial(methods.wpo_agent_parts, config), task=TASK, seed=0,
+      workdir=str(tmp_path), num_steps=4000, eval_every=2000, eval_episodes=2, settings={},
+      title='evaluation', progress=False)
+  spec = specs.make_environment_spec(environments.make_environment(TASK, 0))
+  parts = run.make_parts(spec, loggers.NoOpLogger, True)
+  learner = parts.builder.make_learner(jax.random.PRNGKey(0), parts.networks, iter(()))
+  counter = counting.Counter()
+  counter.increment(actor_steps=2000, learner_steps=500)
+  source, log = _TrainingMeanwhile(learner, counter), _Rows()
+  evaluator = wiring.Evaluator(run, parts, source, counter, logger=log)
+
+  evaluator.evaluate()
+  # One fetch for both episodes, though the run's counts moved on meanwhile.
+  assert source.fetches == 1 and counter.get_counts()['actor_steps'] == 3000
+  assert [(r['actor_steps'], r['learner_steps']) for r in log.rows] == [(2000, 500)] * 2
+  # The evaluator's own counts are the episodes' own.
+  assert [r['evaluator_episodes'] for r in log.rows] == [1, 2]
+  assert [r['evaluator_steps'] for r in log.rows] == [1000, 2000]
+
+  evaluator.evaluate()  # The next evaluation fetches anew and is logged at the new counts.
+  assert source.fetches == 2
+  assert [(r['actor_steps'], r['learner_steps']) for r in log.rows[2:]] == [(3000, 510)] * 2
+  assert [r['evaluator_episodes'] for r in log.rows[2:]] == [3, 4]
