@@ -15,6 +15,7 @@ from agents import methods
 from agents import wpo
 from runner import experiment
 from runner import wiring
+import recording_logger  # tests/recording_logger.py
 
 TASK = 'cartpole:swingup'
 
@@ -35,18 +36,6 @@ class _TrainingMeanwhile(core.VariableSource):
     return [jax.tree_util.tree_map(lambda x: x + 0.01 * self.fetches, v) for v in variables]
 
 
-class _Rows(loggers.Logger):
-
-  def __init__(self):
-    self.rows = []
-
-  def write(self, data):
-    self.rows.append(dict(data))
-
-  def close(self):
-    pass
-
-
 def test_an_evaluation_plays_one_policy_and_logs_the_counts_it_began_at(tmp_path):
   config = wpo.make_config('cpu', policy_layers=(16, 16), critic_layers=(16, 16),
                            num_action_samples=2, batch_size=8)
@@ -59,7 +48,7 @@ def test_an_evaluation_plays_one_policy_and_logs_the_counts_it_began_at(tmp_path
   learner = parts.builder.make_learner(jax.random.PRNGKey(0), parts.networks, iter(()))
   counter = counting.Counter()
   counter.increment(actor_steps=2000, learner_steps=500)
-  source, log = _TrainingMeanwhile(learner, counter), _Rows()
+  source, log = _TrainingMeanwhile(learner, counter), recording_logger.RecordingLogger()
   evaluator = wiring.Evaluator(run, parts, source, counter, logger=log)
 
   evaluator.evaluate()

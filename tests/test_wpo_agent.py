@@ -17,20 +17,9 @@ import reverb
 import tree
 
 from agents import wpo
+import recording_logger  # tests/recording_logger.py
 from wpo_jax import learning
 from wpo_jax import losses
-
-
-class _RecordingLogger(loggers.Logger):
-
-  def __init__(self):
-    self.rows = []
-
-  def write(self, data):
-    self.rows.append(dict(data))
-
-  def close(self):
-    pass
 
 
 def _small_config(**overrides):
@@ -46,7 +35,7 @@ def test_builder_runs_in_acme_environment_loop_with_reverb():
       action_dim=2, observation_dim=3, episode_length=20, bounded=True)
   spec = specs.make_environment_spec(environment)
   config = _small_config()
-  learner_logger = _RecordingLogger()
+  learner_logger = recording_logger.RecordingLogger()
   builder = wpo.WPOBuilder(config, logger_fn=lambda: learner_logger)
   networks = wpo.make_networks(spec, config)
 
