@@ -108,8 +108,8 @@ class WPOConfig(learning.LearnerConfig):
 # sample efficiency within 100k steps needs; fusing 4 SGD steps per call halves the per-step
 # overhead of the Python loop. Its σ-KL weight is the sensitivity study's choice (RESULTS.md,
 # results/study/README.md): at the reference's 500 σ stays at its initial 0.5 for the whole run;
-# at 5 it adapts (to 0.08–0.31 by 100k steps) and the final return was higher in 4 of 6 paired
-# runs (mean 799 against 701), at the cost of slower early exploration on ball_in_cup:catch.
+# at 5 it adapts and the final return was higher in most paired runs, with an even AUC, at the
+# cost of slower early exploration on ball_in_cup:catch (the figures are in RESULTS.md).
 # `default` keeps the reference launcher's settings, weight included.
 PRESETS = {
     'default': WPOConfig(),
