@@ -55,7 +55,7 @@ import threading
 import time
 import types
 import warnings
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 _applied = False
 
@@ -128,21 +128,25 @@ _stop_lock = threading.RLock()  # Re-entrant: the SIGTERM handler runs on the ma
 _stop_handlers: List[Callable[[], None]] = []
 _previous_sigterm: Any = None
 _sigterm_installed = False
-_termination_requested = threading.Event()
+_termination_watches: List[threading.Event] = []
 
 
-def termination_requested() -> bool:
-  """True once a SIGTERM has stopped a runtime_terminator (e.g. cut `EnvironmentLoop.run` short).
+@contextlib.contextmanager
+def termination_watch() -> Iterator[threading.Event]:
+  """An Event, set if a SIGTERM stops a runtime_terminator while the context is open.
 
-  As under launchpad, such a SIGTERM makes `run()` return normally instead of killing the
-  process; a script that calls `run()` repeatedly should check this to stop for good.
+  As under launchpad, such a SIGTERM makes e.g. `EnvironmentLoop.run()` return normally instead
+  of killing the process: wrap the call in this to tell a stopped run from a finished one. A
+  SIGTERM is seen only by the watches open when it arrives, so none outlives the call it stopped.
   """
-  return _termination_requested.is_set()
-
-
-def clear_termination_request() -> None:
-  """Forgets an earlier SIGTERM, so that `termination_requested` speaks of the run starting now."""
-  _termination_requested.clear()
+  watch = threading.Event()
+  with _stop_lock:
+    _termination_watches.append(watch)
+  try:
+    yield watch
+  finally:
+    with _stop_lock:
+      _termination_watches.remove(watch)
 
 
 @contextlib.contextmanager
@@ -207,9 +211,10 @@ def _maybe_install_sigterm() -> None:
 def _on_sigterm(signum, frame) -> None:
   """Stops every active runtime_terminator, or defers to the previous handler if none is."""
   with _stop_lock:
-    handlers = list(_stop_handlers)
+    handlers, watches = list(_stop_handlers), list(_termination_watches)
   if handlers:
-    _termination_requested.set()
+    for watch in watches:
+      watch.set()
     for handler in handlers:
       handler()
   elif callable(_previous_sigterm):

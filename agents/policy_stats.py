@@ -1,7 +1,8 @@
 """σ statistics of the evaluated policy, logged with every evaluation episode.
 
-`make_evaluator(parts, key, variable_source)` builds the evaluation actor exactly as
-`parts.builder.make_actor` does, plus the EnvironmentLoop observers to pass with it. For WPO and
+`make_evaluator(parts, key, variables)` builds the evaluation actor exactly as
+`parts.builder.make_actor` does, acting with one policy per evaluation (`VariablesPerEvaluation`),
+plus the EnvironmentLoop observers to pass with it. For WPO and
 MPO (whose networks are `agents.wpo.WPONetworks`) that is one `PolicyStddevObserver`: at the end
 of each episode it evaluates the policy's σ at every state the episode visited, with the
 parameters the evaluator acted with, and adds
@@ -26,27 +27,28 @@ from agents import wpo
 STDDEV_KEYS = ('policy_stddev_mean', 'policy_stddev_min', 'policy_stddev_max')
 
 
-class RecordingVariableSource(core.VariableSource):
-  """A variable source that remembers the variables it last handed out.
-
-  The evaluator's variable client fetches the policy through it at each episode start, so
-  `last('policy')` is what the evaluator then acts with.
+class VariablesPerEvaluation(core.VariableSource):
+  """`source`'s variables, fetched at the first request after each `new_evaluation()` and then
+  handed out unchanged, so every episode of an evaluation plays one policy and `current('policy')`
+  is the one the evaluator acts with.
   """
 
   def __init__(self, source: core.VariableSource):
     self._source = source
-    self._last: Dict[str, Any] = {}
+    self._fetched: Dict[str, Any] = {}
+
+  def new_evaluation(self) -> None:
+    self._fetched = {}
 
   def get_variables(self, names: Sequence[str]) -> List[Any]:
-    variables = self._source.get_variables(names)
-    self._last.update(zip(names, variables))
-    return variables
+    missing = [name for name in names if name not in self._fetched]
+    if missing:
+      self._fetched.update(zip(missing, self._source.get_variables(missing)))
+    return [self._fetched[name] for name in names]
 
-  def last(self, name: str) -> Any:
-    """The variables `name` last returned; fetched now if none were asked for yet."""
-    if name not in self._last:
-      self.get_variables([name])
-    return self._last[name]
+  def current(self, name: str) -> Any:
+    """This evaluation's variables `name` (fetched now if nothing asked for them yet)."""
+    return self.get_variables([name])[0]
 
 
 class PolicyStddevObserver(observers_base.EnvLoopObserver):
@@ -87,15 +89,12 @@ def stddev_function(networks: wpo.WPONetworks) -> Callable[[Any, np.ndarray], An
       params, observation).stddev)
 
 
-def make_evaluator(parts: Any, key: jax.Array, variable_source: core.VariableSource,
+def make_evaluator(parts: Any, key: jax.Array, variables: VariablesPerEvaluation,
                    ) -> Tuple[core.Actor, Tuple[observers_base.EnvLoopObserver, ...]]:
   """The evaluation actor of `parts` (agents.methods.AgentParts) and its loop's observers."""
+  actor = parts.builder.make_actor(key, parts.evaluation_policy, variable_source=variables)
   if not isinstance(parts.networks, wpo.WPONetworks):
-    return parts.builder.make_actor(key, parts.evaluation_policy,
-                                    variable_source=variable_source), ()
-  recording = RecordingVariableSource(variable_source)
-  actor = parts.builder.make_actor(key, parts.evaluation_policy, variable_source=recording)
+    return actor, ()
   observer = PolicyStddevObserver(stddev_function(parts.networks),
-                                  lambda: recording.last('policy'))
+                                  lambda: variables.current('policy'))
   return actor, (observer,)
-

@@ -96,9 +96,9 @@ def _run_with_replay(config, parts, client, checkpointer, environment) -> Dict[s
   clock = wiring.WallClock(lambda seconds: counter.increment(**{workdir_lib.WALLCLOCK: seconds}))
   timer = wiring.CheckpointTimer(config)
 
-  def evaluate():
+  def evaluate(num_episodes=None):
     clock.tick()  # Evaluation rows then carry the run's wall-clock time up to this evaluation.
-    evaluator.evaluate()
+    evaluator.evaluate(num_episodes)
 
   def checkpoint(interrupted: bool = False):
     del interrupted  # The learner is in this process: the checkpoint is written either way.
@@ -107,12 +107,14 @@ def _run_with_replay(config, parts, client, checkpointer, environment) -> Dict[s
     timer.reset()
 
   with wiring.final_checkpoint(checkpoint, progress):
-    if wiring.evaluate_first(steps):
+    owed = wiring.unfinished_evaluation(counter.get_counts(), config)
+    if wiring.evaluate_first(counter.get_counts()):
       evaluate()
+    elif owed:  # A stop cut the last evaluation short: its episodes, at its counts.
+      evaluate(owed)
     target = wiring.next_evaluation(steps, config)
     while target is not None:
-      train_loop.run(num_steps=target - steps)
-      wiring.raise_if_terminated()
+      wiring.run_loop(train_loop, num_steps=target - steps)
       steps = int(counter.get_counts()['actor_steps'])
       evaluate()
       if timer.due():

@@ -212,8 +212,9 @@ class EvaluatorWorker:
     return True
 
   def run(self) -> None:
-    steps = self._actor_steps()
-    if wiring.evaluate_first(steps):
+    counts = ray.get(self._counter.get_counts.remote())
+    steps = int(counts['actor_steps'])
+    if wiring.evaluate_first(counts):
       self._evaluator.evaluate()
     target = wiring.next_evaluation(steps, self._config)
     while target is not None:

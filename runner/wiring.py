@@ -99,62 +99,52 @@ class Evaluator:
 
   An evaluation is `eval_episodes` episodes of one policy, logged at the counts it began at. In
   the local run nothing trains meanwhile; in a Ray run the actors and the learner go on, so the
-  policy is fetched once per evaluation (`_PolicyPerEvaluation`) and every row carries the counts
-  read at the start (`_CountsAtStart`): otherwise the episodes of one evaluation play several
-  policies, and those ending after the next multiple of eval_every are logged (and plotted) as
-  part of the next evaluation.
+  policy is fetched once per evaluation (`policy_stats.VariablesPerEvaluation`) and every row
+  carries the counts read at the start (`_CountsAtStart`): otherwise the episodes of one
+  evaluation play several policies, and those ending after the next multiple of eval_every are
+  logged (and plotted) as part of the next evaluation.
   """
 
   def __init__(self, config: experiment.ExperimentConfig, parts,
                variable_source: core.VariableSource, counter: counting.Counter, logger=None):
     self._config, self._counter = config, counter
-    self._policy = _PolicyPerEvaluation(variable_source)
+    self._variables = policy_stats.VariablesPerEvaluation(variable_source)
     # With σ mean/min/max of the evaluated policy on each row (agents.policy_stats).
     actor, observers = policy_stats.make_evaluator(parts, keys(config.seed).evaluator,
-                                                   self._policy)
+                                                   self._variables)
     environment = environments.make_environment(config.task, config.seed + EVAL_SEED_OFFSET)
     self._logger = _CountsAtStart(logger or config.logger('evaluator'))
     self._loop = EnvironmentLoop(
         environment, actor, counter=counting.Counter(counter, EVALUATOR_COUNTS, time_delta=0.),
         logger=self._logger, observers=observers)
 
-  def evaluate(self) -> None:
-    self._policy.new_evaluation()
-    self._logger.counts = self._counter.get_counts()
-    self._loop.run(num_episodes=self._config.eval_episodes)
-    raise_if_terminated()
+  def evaluate(self, num_episodes: Optional[int] = None) -> None:
+    """An evaluation of `num_episodes` (default `eval_episodes`) at the run's counts now.
+
+    Raises:
+      Terminated: on a SIGTERM, after the episodes that had finished were logged.
+    """
+    self._variables.new_evaluation()
+    self._logger.start(self._counter.get_counts())
+    run_loop(self._loop, num_episodes=num_episodes or self._config.eval_episodes)
     plots.plot_learning_curve(workdir_lib.log_csv(self._config.workdir, 'evaluator'),
                               os.path.join(self._config.workdir, workdir_lib.LEARNING_CURVE),
                               self._config.title)
 
 
-class _PolicyPerEvaluation(core.VariableSource):
-  """`source`'s variables, fetched at the first request after each `new_evaluation()`."""
-
-  def __init__(self, source: core.VariableSource):
-    self._source, self._fetched = source, {}
-
-  def new_evaluation(self) -> None:
-    self._fetched = {}
-
-  def get_variables(self, names):
-    missing = [name for name in names if name not in self._fetched]
-    if missing:
-      self._fetched.update(zip(missing, self._source.get_variables(missing)))
-    return [self._fetched[name] for name in names]
-
-
 class _CountsAtStart(loggers.Logger):
-  """Writes each row with `counts` (read as its evaluation began) in place of the run's counts
-  at the episode's end; the evaluator's own counts (episodes, steps) stay the row's."""
+  """Writes each row with the counts given to `start` (as its evaluation began) in place of the
+  run's counts at the episode's end; the evaluator's own counts (episodes, steps) stay the row's."""
 
   def __init__(self, logger: loggers.Logger):
-    self._logger, self.counts = logger, {}
+    self._logger, self._at_start = logger, {}
+
+  def start(self, counts: Mapping[str, float]) -> None:
+    self._at_start = {key: value for key, value in counts.items()
+                      if not key.startswith(EVALUATOR_COUNTS + '_')}
 
   def write(self, data: loggers.LoggingData) -> None:
-    at_start = {key: value for key, value in self.counts.items()
-                if not key.startswith(EVALUATOR_COUNTS + '_')}
-    self._logger.write({**data, **at_start})
+    self._logger.write({**data, **self._at_start})
 
   def close(self) -> None:
     self._logger.close()
@@ -163,16 +153,25 @@ class _CountsAtStart(loggers.Logger):
 def next_evaluation(steps: int, config: experiment.ExperimentConfig) -> Optional[int]:
   """The actor-step count of the evaluation after `steps`, capped at the budget; None at it.
 
-  A fresh run (steps == 0) also evaluates the untrained policy first: see `evaluate_first`.
+  A fresh run also evaluates the untrained policy first: see `evaluate_first`.
   """
   if steps >= config.num_steps:
     return None
   return min((steps // config.eval_every + 1) * config.eval_every, config.num_steps)
 
 
-def evaluate_first(steps: int) -> bool:
-  """The untrained policy is evaluated once, at step 0: the curve's starting point."""
-  return steps == 0
+def evaluate_first(counts: Mapping[str, float]) -> bool:
+  """The untrained policy is evaluated once, at step 0, before any training: the curve's start."""
+  return counts['actor_steps'] == 0 and counts[workdir_lib.EVALUATOR_EPISODES] == 0
+
+
+def unfinished_evaluation(counts: Mapping[str, float], config: experiment.ExperimentConfig) -> int:
+  """The episodes an evaluation cut short by a stop still owes: 0 after a complete one.
+
+  The local runner plays them on resume, at the restored counts, which are the cut evaluation's
+  own: nothing trains during an evaluation there. A Ray run's counts have moved on by its stop.
+  """
+  return -int(counts[workdir_lib.EVALUATOR_EPISODES]) % config.eval_episodes
 
 
 class CheckpointTimer:
@@ -238,15 +237,15 @@ class Terminated(KeyboardInterrupt):
   """A SIGTERM (a scheduler's pre-emption, `kill`): a run stops as on Ctrl-C, with a checkpoint."""
 
 
-def raise_if_terminated() -> None:
-  """Call after an Acme `EnvironmentLoop.run` returns. While it runs the loop takes SIGTERM for
-  itself and just returns early (`agents.acme_compat.runtime_terminator`), so the stop is
-  raised here instead.
+def run_loop(loop: EnvironmentLoop, **run_kwargs) -> None:
+  """`loop.run(**run_kwargs)`, raising Terminated if a SIGTERM cut it short.
 
-  Raises:
-    Terminated: a SIGTERM arrived since `final_checkpoint` was entered.
+  While it runs the loop takes SIGTERM for itself and just returns early
+  (`agents.acme_compat.runtime_terminator`), as if its steps or episodes were done.
   """
-  if acme_compat.termination_requested():
+  with acme_compat.termination_watch() as terminated:
+    loop.run(**run_kwargs)
+  if terminated.is_set():
     raise Terminated('SIGTERM')
 
 
@@ -256,7 +255,6 @@ def _sigterm_raises_terminated() -> Iterator[None]:
   if threading.current_thread() is not threading.main_thread():
     yield  # Python installs signal handlers from the main thread only.
     return
-  acme_compat.clear_termination_request()
 
   def handler(signum, frame):
     del signum, frame
@@ -276,7 +274,7 @@ def final_checkpoint(checkpoint, progress: Progress) -> Iterator[None]:
 
   Any other error (e.g. `agents.wpo.NonFiniteLossError`) writes none: the last good one stays.
   `checkpoint(interrupted)` writes it (and ticks the wall clock); `interrupted`: after a stop.
-  Code inside that runs an Acme `EnvironmentLoop` calls `raise_if_terminated` after it.
+  Code inside runs Acme's `EnvironmentLoop`s with `run_loop`, which raises on their SIGTERM.
   """
   try:
     with _sigterm_raises_terminated():

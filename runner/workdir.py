@@ -43,8 +43,9 @@ LEARNER_DEVICE = 'learner_device'
 # The run's counts, all in one Acme Counter and checkpointed with the learner. WALLCLOCK sums the
 # wall-clock seconds over resumed launches; every log row written after a tick carries it.
 WALLCLOCK = 'wallclock_seconds'
+EVALUATOR_EPISODES = 'evaluator_episodes'
 COUNT_KEYS = ('actor_steps', 'actor_episodes', 'learner_steps', 'learner_walltime',
-              'evaluator_steps', 'evaluator_episodes', WALLCLOCK)
+              'evaluator_steps', EVALUATOR_EPISODES, WALLCLOCK)
 
 
 def log_csv(workdir: str, label: str) -> str:

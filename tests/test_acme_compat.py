@@ -94,14 +94,17 @@ def test_runtime_terminator_stops_on_real_sigterm():
   calls = []
   reached_end = False
   before = signal.getsignal(signal.SIGTERM)
-  with acme_compat.runtime_terminator(lambda: calls.append(1)):
-    os.kill(os.getpid(), signal.SIGTERM)
-    for _ in range(200):  # SystemExit lands here and is swallowed by the context.
-      time.sleep(0.01)
-    reached_end = True
+  with acme_compat.termination_watch() as terminated:
+    with acme_compat.runtime_terminator(lambda: calls.append(1)):
+      os.kill(os.getpid(), signal.SIGTERM)
+      for _ in range(200):  # SystemExit lands here and is swallowed by the context.
+        time.sleep(0.01)
+      reached_end = True
   assert calls == [1] and not reached_end
-  assert acme_compat.termination_requested()
+  assert terminated.is_set()
   assert signal.getsignal(signal.SIGTERM) == before
+  with acme_compat.termination_watch() as later:  # A watch opened after it never sees it.
+    assert not later.is_set()
 
 
 def test_runtime_terminator_off_main_thread_is_a_plain_context():

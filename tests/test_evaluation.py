@@ -63,3 +63,22 @@ def test_an_evaluation_plays_one_policy_and_logs_the_counts_it_began_at(tmp_path
   assert source.fetches == 2
   assert [(r['actor_steps'], r['learner_steps']) for r in log.rows[2:]] == [(3000, 510)] * 2
   assert [r['evaluator_episodes'] for r in log.rows[2:]] == [3, 4]
+
+
+def _counts(actor_steps, evaluator_episodes):
+  return {'actor_steps': actor_steps, 'evaluator_episodes': evaluator_episodes}
+
+
+def test_the_evaluations_a_run_owes_when_it_starts_or_resumes():
+  config = experiment.ExperimentConfig(
+      make_parts=None, task=TASK, seed=0, workdir='unused', num_steps=5000, eval_every=2000,
+      eval_episodes=3, settings={}, title='evaluation', progress=False)
+  # Only a fresh run evaluates the untrained policy first; a resume at 0 steps has begun it.
+  assert wiring.evaluate_first(_counts(0, 0))
+  assert not wiring.evaluate_first(_counts(0, 1)) and not wiring.evaluate_first(_counts(2000, 0))
+  # Episodes owed by an evaluation that a stop cut short: none after whole evaluations.
+  assert [wiring.unfinished_evaluation(_counts(2000, played), config)
+          for played in range(7)] == [0, 2, 1, 0, 2, 1, 0]
+  # The curve's points then follow at each eval_every, the last at the budget.
+  assert [wiring.next_evaluation(steps, config) for steps in (0, 1999, 2000, 4000, 5000)] == [
+      2000, 2000, 4000, 5000, None]

@@ -21,32 +21,48 @@ class _Source(core.VariableSource):
     return [{'scale': float(self.calls)} for _ in names]
 
 
-def test_observer_uses_the_states_acted_in_and_the_episode_parameters():
-  source = policy_stats.RecordingVariableSource(_Source())
+def test_observer_uses_the_states_acted_in_and_the_evaluations_parameters():
+  inner = _Source()
+  source = policy_stats.VariablesPerEvaluation(inner)
   # σ = scale · |observation|: scale is the parameter, so the result shows which was used.
   observer = policy_stats.PolicyStddevObserver(
       lambda params, observation: params['scale'] * np.abs(observation),
-      lambda: source.last('policy'))
-  source.get_variables(['policy'])  # The evaluator's fetch at the episode start: scale 1.
+      lambda: source.current('policy'))
+  source.new_evaluation()
+  assert source.get_variables(['policy']) == [{'scale': 1.0}]  # The actor's fetch: scale 1.
   observer.observe_first(None, dm_env.restart(np.array([1.0, -2.0])))
-  source.get_variables(['policy'])  # A later fetch does not change this episode's parameters.
+  # The actor's fetch at a later step gets the same parameters, without asking the learner.
+  assert source.get_variables(['policy']) == [{'scale': 1.0}] and inner.calls == 1
   observer.observe(None, dm_env.transition(0.0, np.array([3.0, 0.5])), np.zeros(1))
   # The last observation follows the last action: no action is taken there.
   observer.observe(None, dm_env.termination(0.0, np.array([100.0, 100.0])), np.zeros(1))
   metrics = observer.get_metrics()
   assert metrics == pytest.approx({'policy_stddev_mean': 6.5 / 4, 'policy_stddev_min': 0.5,
                                    'policy_stddev_max': 3.0})
-  # The next episode reads the parameters fetched for it (scale 2 from the second fetch).
+  # The evaluation's second episode plays, and is measured with, the same parameters.
+  source.get_variables(['policy'])
+  observer.observe_first(None, dm_env.restart(np.array([1.0, 1.0])))
+  observer.observe(None, dm_env.termination(0.0, np.array([5.0, 5.0])), np.zeros(1))
+  assert observer.get_metrics()['policy_stddev_max'] == pytest.approx(1.0)
+  assert inner.calls == 1
+  # The next evaluation fetches anew (scale 2), and its episodes are measured with that.
+  source.new_evaluation()
+  assert source.get_variables(['policy']) == [{'scale': 2.0}]
   observer.observe_first(None, dm_env.restart(np.array([1.0, 1.0])))
   observer.observe(None, dm_env.termination(0.0, np.array([5.0, 5.0])), np.zeros(1))
   assert observer.get_metrics()['policy_stddev_max'] == pytest.approx(2.0)
 
 
-def test_recording_source_fetches_once_when_nothing_was_asked_yet():
+def test_per_evaluation_source_fetches_each_name_once_per_evaluation():
   inner = _Source()
-  source = policy_stats.RecordingVariableSource(inner)
-  assert source.last('policy') == {'scale': 1.0}
-  assert source.last('policy') == {'scale': 1.0} and inner.calls == 1
+  source = policy_stats.VariablesPerEvaluation(inner)
+  assert source.current('policy') == {'scale': 1.0}  # Nothing was asked yet: fetched now.
+  assert source.current('policy') == {'scale': 1.0} and inner.calls == 1
+  # Only the name not fetched yet goes to the learner.
+  assert source.get_variables(['critic', 'policy']) == [{'scale': 2.0}, {'scale': 1.0}]
+  assert inner.calls == 2
+  source.new_evaluation()
+  assert source.current('policy') == {'scale': 3.0} and inner.calls == 3
 
 
 def _logger(directory):

@@ -54,6 +54,29 @@ def _manifest(workdir):
     return json.load(f)
 
 
+def _checkpointed_steps(workdir) -> int:
+  manifest = _manifest(workdir)
+  return manifest['counts']['actor_steps'] if manifest else 0
+
+
+def _evaluations(workdir):
+  """The evaluator's rows so far ([] before its log exists)."""
+  if not os.path.exists(os.path.join(workdir, 'logs', 'evaluator', 'logs.csv')):
+    return []
+  return _rows(workdir, 'evaluator')
+
+
+def _wait_until(process, condition, what, period=0.2):
+  """Polls `condition()` while `process` runs; fails with its output if it exits, or after 300 s."""
+  deadline = time.time() + 300
+  while time.time() < deadline:
+    if condition():
+      return
+    assert process.poll() is None, process.stdout.read()[-3000:]
+    time.sleep(period)
+  pytest.fail(f'{what} within 300 s')
+
+
 def test_local_run_writes_logs_curve_and_checkpoint(tmp_path):
   workdir = str(tmp_path / 'run')
   result = launch(workdir, '--num_steps=2000', '--eval_every=1000')
@@ -85,15 +108,8 @@ def test_resume_after_sigkill_continues_counters_and_policy(tmp_path):
   workdir = str(tmp_path / 'run')
   process = launch(workdir, '--num_steps=8000', '--eval_every=1000',
                     '--checkpoint_every_minutes=0.0001', wait=False)
-  deadline = time.time() + 300
-  while time.time() < deadline:
-    manifest = _manifest(workdir)
-    if manifest and manifest['counts']['actor_steps'] >= 2000:
-      break
-    assert process.poll() is None, process.stdout.read()[-3000:]
-    time.sleep(0.5)
-  else:
-    pytest.fail('no checkpoint at >= 2000 steps within 300 s')
+  _wait_until(process, lambda: _checkpointed_steps(workdir) >= 2000,
+              'no checkpoint at >= 2000 steps', period=0.5)
   process.send_signal(signal.SIGKILL)
   process.wait()
   killed_at = _manifest(workdir)
@@ -174,15 +190,8 @@ def test_a_stop_signal_writes_a_checkpoint_and_exits(tmp_path, stop):
   """
   workdir = str(tmp_path / 'run')
   process = launch(workdir, '--num_steps=200000', '--eval_every=1000', wait=False)
-  deadline = time.time() + 300
-  while time.time() < deadline:
-    if os.path.exists(os.path.join(workdir, 'logs', 'evaluator', 'logs.csv')) and len(
-        _rows(workdir, 'evaluator')) >= 2:  # Past the first 1000 steps: inside training.
-      break
-    assert process.poll() is None, process.stdout.read()[-3000:]
-    time.sleep(0.2)
-  else:
-    pytest.fail('no evaluation after 1000 steps within 300 s')
+  # Past the first 1000 steps: inside training.
+  _wait_until(process, lambda: len(_evaluations(workdir)) >= 2, 'no evaluation after 1000 steps')
   assert _manifest(workdir) is None  # No periodic checkpoint yet (every 5 minutes).
   process.send_signal(stop)
   output, _ = process.communicate(timeout=120)
@@ -193,6 +202,30 @@ def test_a_stop_signal_writes_a_checkpoint_and_exits(tmp_path, stop):
   # The checkpoint is the run's last word: no evaluation was logged past it.
   assert max(int(float(r['actor_steps'])) for r in _rows(workdir, 'evaluator')) <= (
       stopped['actor_steps'])
+
+
+def test_an_evaluation_cut_short_by_sigterm_is_finished_on_resume(tmp_path):
+  """The checkpoint a SIGTERM writes during an evaluation counts the episodes played; the
+  resumed run plays the rest at the same counts before it trains, so the curve's point is a
+  whole evaluation again. Before, it stayed at the episodes played."""
+  workdir = str(tmp_path / 'run')
+  flags = ('--num_steps=1000', '--eval_every=1000', '--eval_episodes=4')
+  process = launch(workdir, *flags, wait=False)
+  # The untrained policy's evaluation has begun: 1 of its 4 episodes played.
+  _wait_until(process, lambda: _evaluations(workdir), 'no evaluation episode', period=0.05)
+  process.send_signal(signal.SIGTERM)
+  output, _ = process.communicate(timeout=120)
+  assert 'Interrupted: checkpoint written' in output, output[-3000:]
+  stopped = _manifest(workdir)['counts']
+  assert stopped['actor_steps'] == 0 and 1 <= stopped['evaluator_episodes'] < 4, stopped
+  assert len(_rows(workdir, 'evaluator')) == stopped['evaluator_episodes']
+
+  result = launch(workdir, *flags)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  rows = _rows(workdir, 'evaluator')
+  assert [int(float(r['actor_steps'])) for r in rows] == [0] * 4 + [1000] * 4
+  assert [int(float(r['evaluator_episodes'])) for r in rows] == list(range(1, 9))
+  assert report.read_run(workdir).steps == [0, 1000]
 
 
 class _Checkpoint(NamedTuple):

@@ -43,17 +43,29 @@ def test_sigterm_outside_acme_loops_checkpoints_then_raises_terminated():
   assert signal.getsignal(signal.SIGTERM) == before
 
 
-def test_sigterm_inside_an_acme_loop_is_raised_when_the_loop_returns():
-  run = _Run()
-  with pytest.raises(wiring.Terminated):
-    with wiring.final_checkpoint(run.checkpoint, run):
-      with acme_compat.runtime_terminator():  # What EnvironmentLoop.run enters.
+class _Loop:
+  """An Acme EnvironmentLoop's `run` as far as signals go: inside runtime_terminator, which takes
+  a SIGTERM and returns early; `sigterm` sends itself one first."""
+
+  def __init__(self, sigterm: bool):
+    self.sigterm, self.runs = sigterm, []
+
+  def run(self, **kwargs):
+    with acme_compat.runtime_terminator():
+      self.runs.append(kwargs)
+      if self.sigterm:
         os.kill(os.getpid(), signal.SIGTERM)
         _wait_for_signal()
-      # The loop swallowed the stop and returned, as if its segment were done.
-      wiring.raise_if_terminated()
-      pytest.fail('raise_if_terminated let the run continue past a SIGTERM')
-  assert run.checkpoints == [True]
+
+
+def test_sigterm_inside_an_acme_loop_is_raised_when_the_loop_returns():
+  run = _Run()
+  loop = _Loop(sigterm=True)
+  with pytest.raises(wiring.Terminated):
+    with wiring.final_checkpoint(run.checkpoint, run):
+      wiring.run_loop(loop, num_steps=7)
+      pytest.fail('run_loop let the run continue past a SIGTERM')
+  assert loop.runs == [{'num_steps': 7}] and run.checkpoints == [True]
 
 
 def test_ctrl_c_checkpoints_and_an_earlier_sigterm_does_not_stop_a_new_run():
@@ -65,10 +77,11 @@ def test_ctrl_c_checkpoints_and_an_earlier_sigterm_does_not_stop_a_new_run():
   assert not isinstance(stop.value, wiring.Terminated)
   assert run.checkpoints == [True]
 
-  acme_compat._termination_requested.set()  # A SIGTERM that stopped an earlier run.
-  later = _Run()
+  _Loop(sigterm=True).run()  # A SIGTERM that stopped an Acme loop outside any run_loop.
+  later, loop = _Run(), _Loop(sigterm=False)
   with wiring.final_checkpoint(later.checkpoint, later):
-    wiring.raise_if_terminated()
+    wiring.run_loop(loop, num_episodes=2)
+  assert loop.runs == [{'num_episodes': 2}]
   assert later.checkpoints == [False] and later.closed == 1
 
 
