@@ -85,7 +85,8 @@ def _run_with_replay(config, parts, client, checkpointer, environment) -> Dict[s
       min_observations=max(0, parts.min_replay_size - replay_size),
       observations_per_step=parts.transitions_per_learner_step / parts.samples_per_insert)
 
-  steps = int(counter.get_counts()['actor_steps'])
+  counts_at_start = counter.get_counts()
+  steps = int(counts_at_start['actor_steps'])
   progress = wiring.Progress(config, steps)
   train_loop = EnvironmentLoop(
       environment, agent, counter=counting.Counter(counter, 'actor', time_delta=0.),
@@ -107,8 +108,8 @@ def _run_with_replay(config, parts, client, checkpointer, environment) -> Dict[s
     timer.reset()
 
   with wiring.final_checkpoint(checkpoint, progress):
-    owed = wiring.unfinished_evaluation(counter.get_counts(), config)
-    if wiring.evaluate_first(counter.get_counts()):
+    owed = wiring.unfinished_evaluation(counts_at_start, config)
+    if wiring.evaluate_first(counts_at_start):
       evaluate()
     elif owed:  # A stop cut the last evaluation short: its episodes, at its counts.
       evaluate(owed)

@@ -171,9 +171,9 @@ class ActorWorker:
                spec: specs.EnvironmentSpec, replay, learner, counter):
     self._name = f'actor_{index}'
     _start(config, self._name)
-    self._counter = counter
+    self._counter = RemoteCounter(counter, self._name)
     # Seeded by the counts at start, so a restarted or resumed actor does not replay episodes.
-    start = int(ray.get(counter.get_counts.remote())['actor_steps'])
+    start = int(self._counter.get_counts()['actor_steps'])
     env_seed, key_seed = np.random.SeedSequence([config.seed, index, start]).generate_state(2)
     environment = environments.make_environment(config.task, int(env_seed))
     client = reverb.Client(ray.get(replay.address.remote()))
@@ -183,7 +183,7 @@ class ActorWorker:
     self._logger = config.logger(self._name)
     self._loop = EnvironmentLoop(
         environment, actor,
-        counter=counting.Counter(RemoteCounter(counter, self._name), 'actor', time_delta=0.),
+        counter=counting.Counter(self._counter, 'actor', time_delta=0.),
         logger=self._logger)
 
   def ready(self) -> bool:
@@ -191,7 +191,7 @@ class ActorWorker:
 
   def run(self, num_steps: int) -> None:
     """Whole episodes until the shared `actor_steps` reaches `num_steps`."""
-    counts = ray.get(self._counter.get_counts.remote())
+    counts = self._counter.get_counts()
     while counts['actor_steps'] < num_steps:
       counts = self._loop.run_episode()  # Its result holds the shared counts after the episode.
       self._logger.write(counts)
@@ -203,16 +203,15 @@ class EvaluatorWorker:
   def __init__(self, config: experiment.ExperimentConfig, spec: specs.EnvironmentSpec, learner,
                counter):
     _start(config, 'evaluator')
-    self._config, self._counter = config, counter
+    self._config, self._counter = config, RemoteCounter(counter, 'evaluator')
     self._evaluator = wiring.Evaluator(config, config.parts(spec, single_process=False),
-                                       RemoteVariableSource(learner),
-                                       RemoteCounter(counter, 'evaluator'))
+                                       RemoteVariableSource(learner), self._counter)
 
   def ready(self) -> bool:
     return True
 
   def run(self) -> None:
-    counts = ray.get(self._counter.get_counts.remote())
+    counts = self._counter.get_counts()
     steps = int(counts['actor_steps'])
     if wiring.evaluate_first(counts):
       self._evaluator.evaluate()
@@ -220,9 +219,6 @@ class EvaluatorWorker:
     while target is not None:
       while steps < target:
         time.sleep(0.5)
-        steps = self._actor_steps()
+        steps = int(self._counter.get_counts()['actor_steps'])
       self._evaluator.evaluate()
       target = wiring.next_evaluation(steps, self._config)
-
-  def _actor_steps(self) -> int:
-    return int(ray.get(self._counter.get_counts.remote())['actor_steps'])
