@@ -228,7 +228,7 @@ def test_a_stop_checkpoints_and_a_relaunch_resumes(tmp_path, stop):
   launch = Launch(workdir, '--num_actors=2', '--num_steps=40000', '--eval_every=2000')
   _wait_for(lambda: len(_actor_rows(workdir, 0)) >= 2, launch, what='two actor_0 episodes')
   stop(launch.process.pid)
-  assert launch.wait(timeout=300) != 0
+  assert launch.wait(timeout=300) != 0, launch.output[-4000:]
   assert 'Interrupted' in launch.output and 'checkpoint' in launch.output, launch.output[-3000:]
   assert_no_processes_left(launch.tag)
   interrupted = _json(workdir, 'checkpoints', 'manifest.json')['counts']
