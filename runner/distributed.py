@@ -41,6 +41,7 @@ import jax
 import ray
 
 from agents import atomic_files
+from agents import checkpointing
 from agents import environments
 from agents import reverb_bind
 from runner import experiment
@@ -67,7 +68,8 @@ def run(config: experiment.ExperimentConfig, cluster: ray_cluster.Cluster) -> Di
 
   Raises:
     Whatever a worker raised (a wpo.NonFiniteLossError from the learner is raised as itself);
-    KeyboardInterrupt after writing a checkpoint.
+    KeyboardInterrupt after writing a checkpoint; checkpointing.CheckpointError where a stop's
+    checkpoint could not be written (the last one written stays).
   """
   wiring.prepare_workdir(config)
   jax.config.update('jax_platforms', 'cpu')  # This process only reads the spec, records video.
@@ -126,14 +128,19 @@ def _run(config, spec, cluster: ray_cluster.Cluster, workers: List[Any]) -> Dict
   learner_run = learner.run.remote()
 
   def checkpoint(interrupted: bool) -> None:
-    clock.tick()
     if not interrupted:
+      clock.tick()
       ray.get(learner.stop.remote())
       return
-    try:  # A second Ctrl-C or a dead learner skips it.
+    # A second Ctrl-C, a dead learner, or Ray's GCS and raylet already gone: they share the
+    # launcher's process group, so a signal to the whole group stops them too.
+    try:
+      clock.tick()
       print(f'Checkpoint written: {ray.get(learner.stop.remote())}', flush=True)
     except (KeyboardInterrupt, ray.exceptions.RayError) as error:
-      print(f'Interrupted: no checkpoint written ({type(error).__name__}).', flush=True)
+      raise checkpointing.CheckpointError(
+          f'interrupted, and no checkpoint written ({type(error).__name__}); re-running with '
+          f'--workdir={config.workdir} resumes from the last one.') from error
 
   start = time.time()
   with wiring.final_checkpoint(checkpoint, progress):

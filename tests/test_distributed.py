@@ -21,6 +21,7 @@ import pytest
 
 from test_policy_heads import mixture_components_in_checkpoint
 from test_run_wpo import launch as launch_local
+from test_run_wpo import sigint_as_under_a_terminal
 from test_run_wpo import TINY  # Same tiny networks as the local launcher tests.
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,9 +35,10 @@ class Launch:
     self.tag = uuid.uuid4().hex
     command = [sys.executable, '-m', 'experiments.run_wpo', '--distributed',
                '--env=cartpole:swingup', f'--workdir={workdir}', *TINY, *flags]
-    self.process = subprocess.Popen(command, cwd=REPO, env={**os.environ, TAG: self.tag},
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                    start_new_session=True)
+    with sigint_as_under_a_terminal():
+      self.process = subprocess.Popen(command, cwd=REPO, env={**os.environ, TAG: self.tag},
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True, start_new_session=True)
     self.output = ''
 
   def wait(self, timeout=600):

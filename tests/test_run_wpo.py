@@ -1,5 +1,6 @@
 """End-to-end tests of the local launcher: a real Control Suite task, Reverb server and checkpoints."""
 
+import contextlib
 import csv
 import json
 import os
@@ -7,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Dict, NamedTuple
+from typing import Any, Dict, Iterator, NamedTuple
 
 import jax
 import numpy as np
@@ -25,19 +26,29 @@ TINY = ['--preset=cpu', '--config=policy_layers=32,32', '--config=critic_layers=
         '--video=false']
 
 
+@contextlib.contextmanager
+def sigint_as_under_a_terminal() -> Iterator[None]:
+  """Inside, SIGINT raises KeyboardInterrupt here, and a child started here gets it at its default.
+
+  A shell without job control (`cmd &` in a script, `nohup`) starts its jobs with SIGINT ignored,
+  which this process and every child inherit: a Ctrl-C test would then send a signal that nothing
+  sees (measured: the distributed launcher ran its 40k steps to the end and exited 0). A Python
+  handler here is reset to the default at exec, where SIG_IGN would stay.
+  """
+  previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGINT, previous)
+
+
 def launch(workdir, *flags, wait=True):
   command = [sys.executable, '-m', 'experiments.run_wpo', '--env=cartpole:swingup',
              f'--workdir={workdir}', *TINY, *flags]
   if not wait:
-    # SIGINT at its default in the child, as under a terminal: a shell without job control
-    # starts background jobs with SIGINT ignored, which the child would inherit. A Python
-    # handler in the parent is reset to the default at exec, where SIG_IGN would stay.
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
+    with sigint_as_under_a_terminal():
       return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
-    finally:
-      signal.signal(signal.SIGINT, previous)
   return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from agents import acme_compat
 from runner import wiring
+from test_run_wpo import sigint_as_under_a_terminal
 
 
 class _Run:
@@ -70,7 +71,7 @@ def test_sigterm_inside_an_acme_loop_is_raised_when_the_loop_returns():
 
 def test_ctrl_c_checkpoints_and_an_earlier_sigterm_does_not_stop_a_new_run():
   run = _Run()
-  with pytest.raises(KeyboardInterrupt) as stop:
+  with sigint_as_under_a_terminal(), pytest.raises(KeyboardInterrupt) as stop:
     with wiring.final_checkpoint(run.checkpoint, run):
       os.kill(os.getpid(), signal.SIGINT)
       _wait_for_signal()
