@@ -132,9 +132,7 @@ def _run(config, spec, cluster: ray_cluster.Cluster, workers: List[Any]) -> Dict
       clock.tick()
       ray.get(learner.stop.remote())
       return
-    # A second Ctrl-C, a dead learner, or Ray's GCS and raylet already gone: they share the
-    # launcher's process group, so a signal to the whole group stops them too.
-    try:
+    try:  # A second Ctrl-C or a dead learner leaves the checkpoint unwritten.
       clock.tick()
       print(f'Checkpoint written: {ray.get(learner.stop.remote())}', flush=True)
     except (KeyboardInterrupt, ray.exceptions.RayError) as error:

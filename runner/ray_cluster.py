@@ -5,14 +5,16 @@ only (`_loopback_only`); `--ray_address` joins a running cluster instead. All ch
 Ray or any worker starts.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
 import re
+import signal
 import socket
 import time
 import warnings
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from absl import logging
 import ray
@@ -115,13 +117,30 @@ def start(cluster: Cluster) -> None:
     return
   _loopback_only()
   os.environ.setdefault('RAY_USAGE_STATS_ENABLED', '0')  # Nothing leaves this machine.
-  with warnings.catch_warnings():
+  with warnings.catch_warnings(), _started_with_sigterm_blocked():
     # JAX warns on any fork; Ray's fork is a subprocess exec, which is safe.
     warnings.filterwarnings('ignore', message='os.fork', category=RuntimeWarning)
     # Logical CPUs: the learner and each actor reserve one; a small machine is oversubscribed.
     ray.init(num_cpus=max(os.cpu_count() or 1, cluster.num_actors + 1),
              include_dashboard=False, _node_ip_address='127.0.0.1',
              object_store_memory=LOCAL_OBJECT_STORE_BYTES)
+
+
+@contextlib.contextmanager
+def _started_with_sigterm_blocked() -> Iterator[None]:
+  """Processes started inside (Ray's GCS, raylet and agents, and through the raylet the workers)
+  keep SIGTERM blocked, as Ray itself blocks SIGINT in them.
+
+  The GCS and raylet join the launcher's process group, so a SIGTERM to the whole group
+  (`timeout`, a batch system) stopped them while the launcher was writing its last checkpoint
+  (measured: the GCS logged "received SIGTERM, shutting down" and the checkpoint failed). Now
+  only the launcher takes it; `shutdown` stops them after the checkpoint.
+  """
+  previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+  try:
+    yield
+  finally:
+    signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def shutdown(workers: List[Any]) -> None:

@@ -318,3 +318,35 @@ def test_validate_rejects_a_busy_reverb_port_and_bad_addresses(monkeypatch):
   with pytest.raises(ValueError, match='--ray_address=auto'):  # No cluster runs here.
     ray_cluster.validate(ray_cluster.Cluster(ray_address='auto'))
   ray_cluster.validate(ray_cluster.Cluster(num_actors=3))
+
+
+def _blocked_signals(pid):
+  """The signals process `pid`'s main thread blocks, from /proc (Linux)."""
+  with open(f'/proc/{pid}/status') as f:
+    mask = int(next(line for line in f if line.startswith('SigBlk:')).split()[1], 16)
+  return {s for s in signal.Signals if mask >> (s - 1) & 1}
+
+
+def test_ray_started_here_leaves_a_sigterm_to_the_group_to_the_launcher(monkeypatch):
+  """The GCS and raylet ray_cluster.start launches share this process's group (a SIGTERM to the
+  group once stopped them during the launcher's checkpoint); they block SIGTERM, this process
+  does not."""
+  from runner import ray_cluster  # pylint: disable=g-import-not-at-top
+  import ray  # pylint: disable=g-import-not-at-top
+  from ray._private import ray_constants  # pylint: disable=g-import-not-at-top
+  monkeypatch.delenv('RAY_ADDRESS', raising=False)
+  # Restored afterwards: start() sets both for the loopback-only node.
+  monkeypatch.setenv('RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER', '0')
+  monkeypatch.setattr(ray_constants, 'ENABLE_RAY_CLUSTER', ray_constants.ENABLE_RAY_CLUSTER)
+  ray_cluster.start(ray_cluster.Cluster(num_actors=1))
+  try:
+    group = [p for p in psutil.Process().children(recursive=True)
+             if os.getpgid(p.pid) == os.getpgid(0)]
+    commands = {p.pid: ' '.join(p.cmdline()) for p in group}
+    assert any('gcs_server' in c for c in commands.values()), commands
+    assert any('raylet' in c for c in commands.values()), commands
+    for p in group:
+      assert signal.SIGTERM in _blocked_signals(p.pid), commands[p.pid]
+    assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+  finally:
+    ray.shutdown()
