@@ -260,8 +260,9 @@ def main(argv):
   try:
     failures = run_all(plan)
   except KeyboardInterrupt:
-    sys.exit(f'Interrupted: the current run wrote a checkpoint; re-run with '
-             f'--workdir={plan.workdir} to resume.')
+    # The current run printed "Checkpoint written: <path>" if the stop came after its start-up.
+    sys.exit(f'Interrupted; re-run with --workdir={plan.workdir} to resume (the current run from '
+             'its last checkpoint).')
   report.write_reports(plan.workdir, method_variants.report_order(plan.preset.methods))
   print(f'Results: {os.path.join(plan.workdir, "results.md")}, results.csv, plots/')
   if failures:

@@ -158,6 +158,8 @@ def main(argv):
   except checkpointing.CheckpointError as error:  # A full disk, or no usable checkpoint.
     sys.exit(f'error: {error}')
   except KeyboardInterrupt:
-    sys.exit(f'Interrupted: checkpoint written; re-run with --workdir={run.workdir} to resume.')
+    # The run printed "Checkpoint written: <path>" if the stop came after its start-up.
+    sys.exit(f'Interrupted; re-run with --workdir={run.workdir} to resume from its last '
+             'checkpoint.')
   print(json.dumps({'env': _ENV.value, 'seed': _SEED.value, **summary}))
 

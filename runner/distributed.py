@@ -74,12 +74,15 @@ def run(config: experiment.ExperimentConfig, cluster: ray_cluster.Cluster) -> Di
   wiring.prepare_workdir(config)
   jax.config.update('jax_platforms', 'cpu')  # This process only reads the spec, records video.
   spec = specs.make_environment_spec(environments.make_environment(config.task, config.seed))
-  ray_cluster.start(cluster)
+  # From Ray's start on, not only in the main loop: a SIGTERM during the workers' start-up stops
+  # the launch through the `finally` (Ray turns it into a KeyboardInterrupt inside ray.get).
   workers: List[Any] = []
-  try:
-    return _run(config, spec, cluster, workers)
-  finally:
-    ray_cluster.shutdown(workers)
+  with wiring.sigterm_raises_terminated():
+    try:
+      ray_cluster.start(cluster)
+      return _run(config, spec, cluster, workers)
+    finally:
+      ray_cluster.shutdown(workers)
 
 
 def _run(config, spec, cluster: ray_cluster.Cluster, workers: List[Any]) -> Dict[str, Any]:
@@ -127,14 +130,13 @@ def _run(config, spec, cluster: ray_cluster.Cluster, workers: List[Any]) -> Dict
   runs.update({a.run.remote(config.num_steps): f'actor_{i}' for i, a in enumerate(actors)})
   learner_run = learner.run.remote()
 
-  def checkpoint(interrupted: bool) -> None:
+  def checkpoint(interrupted: bool) -> str:
     if not interrupted:
       clock.tick()
-      ray.get(learner.stop.remote())
-      return
+      return ray.get(learner.stop.remote())
     try:  # A second Ctrl-C or a dead learner leaves the checkpoint unwritten.
       clock.tick()
-      print(f'Checkpoint written: {ray.get(learner.stop.remote())}', flush=True)
+      return ray.get(learner.stop.remote())
     except (KeyboardInterrupt, ray.exceptions.RayError) as error:
       raise checkpointing.CheckpointError(
           f'interrupted, and no checkpoint written ({type(error).__name__}); re-running with '

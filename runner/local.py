@@ -101,11 +101,12 @@ def _run_with_replay(config, parts, client, checkpointer, environment) -> Dict[s
     clock.tick()  # Evaluation rows then carry the run's wall-clock time up to this evaluation.
     evaluator.evaluate(num_episodes)
 
-  def checkpoint(interrupted: bool = False):
+  def checkpoint(interrupted: bool = False) -> str:
     del interrupted  # The learner is in this process: the checkpoint is written either way.
     clock.tick()
-    wiring.save_checkpoint(checkpointer, learner, counter.get_counts(), client)
+    path = wiring.save_checkpoint(checkpointer, learner, counter.get_counts(), client)
     timer.reset()
+    return path
 
   with wiring.final_checkpoint(checkpoint, progress):
     owed = wiring.unfinished_evaluation(counts_at_start, config)

@@ -113,17 +113,36 @@ def _loopback_only() -> None:
 def start(cluster: Cluster) -> None:
   """Joins `cluster.ray_address`, or starts Ray on this machine, on loopback only."""
   if cluster.ray_address is not None:
-    ray.init(address=cluster.ray_address)
+    with _sigterm_handler_kept():
+      ray.init(address=cluster.ray_address)
     return
   _loopback_only()
   os.environ.setdefault('RAY_USAGE_STATS_ENABLED', '0')  # Nothing leaves this machine.
-  with warnings.catch_warnings(), _started_with_sigterm_blocked():
+  with warnings.catch_warnings(), _started_with_sigterm_blocked(), _sigterm_handler_kept():
     # JAX warns on any fork; Ray's fork is a subprocess exec, which is safe.
     warnings.filterwarnings('ignore', message='os.fork', category=RuntimeWarning)
     # Logical CPUs: the learner and each actor reserve one; a small machine is oversubscribed.
     ray.init(num_cpus=max(os.cpu_count() or 1, cluster.num_actors + 1),
              include_dashboard=False, _node_ip_address='127.0.0.1',
              object_store_memory=LOCAL_OBJECT_STORE_BYTES)
+
+
+@contextlib.contextmanager
+def _sigterm_handler_kept() -> Iterator[None]:
+  """The launcher's SIGTERM handler stays in place across `ray.init`.
+
+  Ray's driver installs a fatal-signal handler for SIGTERM that logs "SIGTERM received" and
+  aborts (measured: exit status 134), so a SIGTERM during the workers' start-up killed the launcher
+  without its clean-up. Re-installing Python's handler restores the launcher's own (in a run,
+  `wiring.sigterm_raises_terminated`). Inside `_started_with_sigterm_blocked`, this restores it
+  before a SIGTERM that came during `ray.init` is delivered.
+  """
+  handler = signal.getsignal(signal.SIGTERM)
+  try:
+    yield
+  finally:
+    if handler is not None:  # None: installed outside Python, which cannot re-install it.
+      signal.signal(signal.SIGTERM, handler)
 
 
 @contextlib.contextmanager

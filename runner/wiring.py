@@ -250,7 +250,7 @@ def run_loop(loop: EnvironmentLoop, **run_kwargs) -> None:
 
 
 @contextlib.contextmanager
-def _sigterm_raises_terminated() -> Iterator[None]:
+def sigterm_raises_terminated() -> Iterator[None]:
   """Outside Acme's loops, SIGTERM raises Terminated in the main thread; restored on exit."""
   if threading.current_thread() is not threading.main_thread():
     yield  # Python installs signal handlers from the main thread only.
@@ -273,15 +273,17 @@ def final_checkpoint(checkpoint, progress: Progress) -> Iterator[None]:
   re-raised as KeyboardInterrupt, `Terminated` for SIGTERM).
 
   Any other error (e.g. `agents.wpo.NonFiniteLossError`) writes none: the last good one stays.
-  `checkpoint(interrupted)` writes it (and ticks the wall clock); `interrupted`: after a stop.
+  `checkpoint(interrupted)` writes it (and ticks the wall clock) and returns its path;
+  `interrupted`: after a stop, which then prints that path: the launchers' own message cannot say
+  whether a stop came before the main loop (nothing to checkpoint) or inside it.
   Code inside runs Acme's `EnvironmentLoop`s with `run_loop`, which raises on their SIGTERM.
   """
   try:
-    with _sigterm_raises_terminated():
+    with sigterm_raises_terminated():
       yield
   except KeyboardInterrupt:
     progress.close()
-    checkpoint(True)
+    print(f'Checkpoint written: {checkpoint(True)}', flush=True)
     raise
   except BaseException:
     progress.close()

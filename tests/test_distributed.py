@@ -231,7 +231,8 @@ def test_a_stop_checkpoints_and_a_relaunch_resumes(tmp_path, stop):
   _wait_for(lambda: len(_actor_rows(workdir, 0)) >= 2, launch, what='two actor_0 episodes')
   stop(launch.process.pid)
   assert launch.wait(timeout=300) != 0, launch.output[-4000:]
-  assert 'Interrupted' in launch.output and 'checkpoint' in launch.output, launch.output[-3000:]
+  assert 'Checkpoint written: ' in launch.output and 'Interrupted; re-run' in launch.output, (
+      launch.output[-3000:])
   assert_no_processes_left(launch.tag)
   interrupted = _json(workdir, 'checkpoints', 'manifest.json')['counts']
   assert interrupted['actor_steps'] >= 2000 and interrupted['learner_steps'] > 0
@@ -247,6 +248,37 @@ def test_a_stop_checkpoints_and_a_relaunch_resumes(tmp_path, stop):
   assert all(float(r['learner_steps']) >= interrupted['learner_steps'] for r in resumed)
   final = _json(workdir, 'checkpoints', 'manifest.json')['counts']
   assert final['actor_steps'] >= budget and final['learner_steps'] > interrupted['learner_steps']
+
+
+def _runs_a_ray_worker(tag):
+  """Whether Ray runs one of the launch's workers (`ray::CounterWorker`, ...), which it starts
+  only after `ray.init` returned; Ray's own `ray::` processes start during `ray.init`."""
+  for process in tagged_processes(tag):
+    try:
+      if re.match(r'ray::\w+Worker\b', ' '.join(process.cmdline())):
+        return True
+    except psutil.Error:
+      pass
+  return False
+
+
+@pytest.mark.slow
+def test_a_sigterm_during_the_workers_start_up_stops_the_launch_cleanly(tmp_path):
+  """Ray's driver takes SIGTERM with a fatal-signal handler: a SIGTERM after `ray.init` but
+  before the main loop aborted the launcher ("*** SIGTERM received", exit status 134) without
+  its clean-up. It now stops like a Ctrl-C there, with nothing to checkpoint. (During `ray.init`
+  itself Ray's own Python handler exits, after stopping what it started.)"""
+  workdir = str(tmp_path / 'run')
+  launch = Launch(workdir, '--num_actors=1', '--num_steps=3000')
+  # Ray is up and runs the first workers, which are still importing: nothing has trained.
+  _wait_for(lambda: _runs_a_ray_worker(launch.tag), launch, timeout=120, what='Ray worker')
+  launch.process.send_signal(signal.SIGTERM)
+  assert launch.wait(timeout=300) == 1, launch.output[-4000:]
+  assert 'SIGTERM received' not in launch.output, launch.output[-4000:]
+  assert 'Interrupted; re-run' in launch.output, launch.output[-4000:]
+  assert 'Checkpoint written' not in launch.output  # The main loop never began.
+  assert 'workers up in' not in launch.output, launch.output[-4000:]
+  assert_no_processes_left(launch.tag)
 
 
 @pytest.mark.slow
@@ -315,7 +347,12 @@ def test_validate_rejects_a_busy_reverb_port_and_bad_addresses(monkeypatch):
   with pytest.raises(ValueError, match='host:port'):
     ray_cluster.validate(ray_cluster.Cluster(ray_address='head-node'))
   monkeypatch.delenv('RAY_ADDRESS', raising=False)
-  with pytest.raises(ValueError, match='--ray_address=auto'):  # No cluster runs here.
+  # No cluster runs here, as Ray looks for one ('auto' also finds any GCS process on the machine,
+  # such as another test's or experiment's).
+  from ray._private import services  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(services, 'find_gcs_addresses', lambda: [])
+  monkeypatch.setattr(services, 'find_bootstrap_address', lambda temp_dir: None)
+  with pytest.raises(ValueError, match='--ray_address=auto'):
     ray_cluster.validate(ray_cluster.Cluster(ray_address='auto'))
   ray_cluster.validate(ray_cluster.Cluster(num_actors=3))
 

@@ -207,7 +207,7 @@ def test_a_stop_signal_writes_a_checkpoint_and_exits(tmp_path, stop):
   process.send_signal(stop)
   output, _ = process.communicate(timeout=120)
   assert process.returncode != 0, output[-3000:]
-  assert 'Interrupted: checkpoint written' in output, output[-3000:]
+  assert 'Checkpoint written: ' in output and 'Interrupted; re-run' in output, output[-3000:]
   stopped = _manifest(workdir)['counts']
   assert 1000 <= stopped['actor_steps'] < 200000 and stopped['learner_steps'] > 0
   # The checkpoint is the run's last word: no evaluation was logged past it.
@@ -226,7 +226,7 @@ def test_an_evaluation_cut_short_by_sigterm_is_finished_on_resume(tmp_path):
   _wait_until(process, lambda: _evaluations(workdir), 'no evaluation episode', period=0.05)
   process.send_signal(signal.SIGTERM)
   output, _ = process.communicate(timeout=120)
-  assert 'Interrupted: checkpoint written' in output, output[-3000:]
+  assert 'Checkpoint written: ' in output and 'Interrupted; re-run' in output, output[-3000:]
   stopped = _manifest(workdir)['counts']
   assert stopped['actor_steps'] == 0 and 1 <= stopped['evaluator_episodes'] < 4, stopped
   assert len(_rows(workdir, 'evaluator')) == stopped['evaluator_episodes']

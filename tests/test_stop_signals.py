@@ -20,6 +20,7 @@ class _Run:
 
   def checkpoint(self, interrupted):
     self.checkpoints.append(interrupted)
+    return f'ckpt-{len(self.checkpoints)}'
 
   def close(self):
     self.closed += 1
@@ -31,7 +32,7 @@ def _wait_for_signal():
   pytest.fail('the signal did not stop the loop within 5 s')
 
 
-def test_sigterm_outside_acme_loops_checkpoints_then_raises_terminated():
+def test_sigterm_outside_acme_loops_checkpoints_then_raises_terminated(capsys):
   run = _Run()
   before = signal.getsignal(signal.SIGTERM)
   with pytest.raises(wiring.Terminated) as stop:
@@ -42,6 +43,8 @@ def test_sigterm_outside_acme_loops_checkpoints_then_raises_terminated():
   assert isinstance(stop.value, KeyboardInterrupt)  # Every caller's Ctrl-C path handles it.
   assert run.checkpoints == [True] and run.closed == 1
   assert signal.getsignal(signal.SIGTERM) == before
+  # The stop names the checkpoint it wrote: the launchers' own line cannot know whether one was.
+  assert capsys.readouterr().out == 'Checkpoint written: ckpt-1\n'
 
 
 class _Loop:
@@ -86,9 +89,10 @@ def test_ctrl_c_checkpoints_and_an_earlier_sigterm_does_not_stop_a_new_run():
   assert later.checkpoints == [False] and later.closed == 1
 
 
-def test_an_error_writes_no_checkpoint_so_the_last_good_one_stays():
+def test_an_error_writes_no_checkpoint_so_the_last_good_one_stays(capsys):
   run = _Run()
   with pytest.raises(FloatingPointError):
     with wiring.final_checkpoint(run.checkpoint, run):
       raise FloatingPointError('non-finite loss')
   assert run.checkpoints == [] and run.closed == 1
+  assert 'Checkpoint written' not in capsys.readouterr().out
