@@ -13,13 +13,15 @@ training) and the same hidden-layer sizes, batch size and replay ratio for every
 Re-running with the same --workdir resumes: a run with a DONE marker for at least --num_steps is
 skipped; any other resumes from its last checkpoint (a larger --num_steps extends finished runs).
 After every run the reports are rebuilt from all runs' logs (`runner/report.py`):
-`results.csv`, `results.md` and `plots/<task>.png`. All input is checked before anything runs.
+`results.csv`, `results.md` and `plots/<task>.png`; `--report_only` rebuilds them alone (e.g. with
+newer report code over runs made by an earlier commit). All input is checked before anything
+runs.
 
 `--policy=mixture|tanh_gaussian` (with `--num_components`) gives WPO another policy head; MPO
 stays Gaussian. Presets (`experiments/compare_presets.py`): `smoke` (seconds per run, for tests),
 `cpu` (the whole comparison in about 20 minutes on 2 CPU cores), `panel` (issue 11's six tasks ×
-WPO, SAC, MPO × 3 seeds at 100k steps: about 10 hours on 2 cores) and `paper` (the paper's
-Control Suite set, 3 seeds, 1M steps).
+WPO, SAC, MPO × 3 seeds at 100k steps: 25-50 minutes a run, about a day on 2 cores) and `paper`
+(the paper's Control Suite set, 3 seeds, 1M steps).
 """
 
 

@@ -49,6 +49,9 @@ _SAMPLES_PER_INSERT = flags.DEFINE_float(
 _CHECKPOINT_MINUTES = flags.DEFINE_float('checkpoint_every_minutes', 5.0,
                                          'Wall-clock minutes between checkpoints of a run.')
 _PROGRESS = flags.DEFINE_bool('progress', False, 'Show a progress bar per run.')
+_REPORT_ONLY = flags.DEFINE_bool(
+    'report_only', False, 'Only rebuild results.csv, results.md and plots/ from the runs in '
+    '--workdir (finished or not), with the preset and flags that made them; trains nothing.')
 
 
 class UsageError(ValueError):
@@ -227,6 +230,11 @@ def train_run(plan: Plan, run: Run) -> Dict[str, Any]:
   return done
 
 
+def _write_reports(plan: Plan) -> None:
+  report.write_reports(plan.workdir, method_variants.report_order(plan.preset.methods),
+                       plan.preset.num_steps)
+
+
 def run_all(plan: Plan) -> List[Tuple[Run, str]]:
   """Every run of the plan, skipping finished ones; reports rebuilt after each. Returns failures."""
   failures = []
@@ -245,7 +253,7 @@ def run_all(plan: Plan) -> List[Tuple[Run, str]]:
       failures.append((run, str(error)))
     else:
       print(f'{name}: finished in {done["session_seconds"]} s', flush=True)
-    report.write_reports(plan.workdir, method_variants.report_order(plan.preset.methods))
+    _write_reports(plan)
   return failures
 
 
@@ -256,6 +264,12 @@ def main(argv):
     plan = make_plan()
   except UsageError as error:
     sys.exit(f'error: {error}')
+  if _REPORT_ONLY.value:
+    if not os.path.isdir(plan.workdir):
+      sys.exit(f'error: --report_only: {plan.workdir} is not a comparison workdir.')
+    _write_reports(plan)
+    print(f'Results: {os.path.join(plan.workdir, "results.md")}, results.csv, plots/')
+    return
   os.makedirs(plan.workdir, exist_ok=True)
   try:
     failures = run_all(plan)
@@ -263,7 +277,7 @@ def main(argv):
     # The current run printed "Checkpoint written: <path>" if the stop came after its start-up.
     sys.exit(f'Interrupted; re-run with --workdir={plan.workdir} to resume (the current run from '
              'its last checkpoint).')
-  report.write_reports(plan.workdir, method_variants.report_order(plan.preset.methods))
+  _write_reports(plan)
   print(f'Results: {os.path.join(plan.workdir, "results.md")}, results.csv, plots/')
   if failures:
     sys.exit('error: runs failed (re-run to resume them from their last checkpoint):\n' +

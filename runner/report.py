@@ -9,7 +9,9 @@ there, finished or not, and writes
                      eval_return (mean over that evaluation's episodes), wallclock_seconds (the
                      run's wall-clock time when that evaluation started; empty in logs without it);
   results.md         per task × method, final return and normalised area under the curve, each as
-                     mean ± std over seeds;
+                     mean ± std over seeds (for 100k-step comparisons, with the published returns
+                     of `runner.published` beside the final ones), the wall-clock per run, each
+                     pair of methods head to head, and where a method ends below half the best;
   plots/<task>.png   every method's curve: mean over seeds, min–max band across seeds; below,
                      the policy σ of the methods that log it (WPO, MPO): mean over seeds of
                      the evaluation's mean σ, band from the least to the largest σ.
@@ -28,6 +30,7 @@ import numpy as np
 
 from agents import atomic_files
 from runner import plots
+from runner import published
 from runner import workdir as workdir_lib
 
 RESULTS_COLUMNS = ('method', 'task', 'seed', 'env_steps', 'eval_return', workdir_lib.WALLCLOCK)
@@ -119,13 +122,86 @@ def _by_task_and_method(runs: Sequence[RunCurve]) -> Dict[Tuple[str, str], List[
   return groups
 
 
-def _table(groups, tasks, methods, cell) -> List[str]:
-  """Markdown rows: one per task, one column per method, each cell `cell(runs of that pair)`."""
-  lines = ['| task | ' + ' | '.join(methods) + ' |', '|---' * (len(methods) + 1) + '|']
+def _table(groups, tasks, methods, cell, side_columns=()) -> List[str]:
+  """Markdown rows: one per task, one column per method, each cell `cell(runs of that pair)`,
+  then one column per (title, cell of the task) in `side_columns`."""
+  titles = list(methods) + [title for title, _ in side_columns]
+  lines = ['| task | ' + ' | '.join(titles) + ' |', '|---' * (len(titles) + 1) + '|']
   for task in tasks:
     cells = [cell(groups[task, m]) if (task, m) in groups else '–' for m in methods]
+    cells += [side(task) for _, side in side_columns]
     lines.append(f'| {task} | ' + ' | '.join(cells) + ' |')
   return lines
+
+
+def _published_columns(tasks: Sequence[str], budget: Optional[int]):
+  """The side columns of published returns, where the comparison ran to their budget."""
+  if budget != published.AT_STEPS or not any(t in published.ANCHORS for t in tasks):
+    return (), []
+
+  def sac(task):
+    if task not in published.ANCHORS:
+      return '–'
+    low, high = published.ANCHORS[task].sac_range()
+    return f'{low:.0f}–{high:.0f}'
+
+  def best(task):
+    return f'≈ {published.ANCHORS[task].best:.0f}' if task in published.ANCHORS else '–'
+
+  note = ['', f'Published, at {published.AT_STEPS} environment steps with other settings '
+          '(context, not runs of ours): "SAC, published" is the range over '
+          + '; '.join(published.SAC_SOURCES) + f'; "best, published" is {published.BEST_SOURCE}.']
+  return (('SAC, published', sac), ('best, published', best)), note
+
+
+def _final_means(runs: Sequence[RunCurve]) -> Dict[Tuple[str, str], Dict[int, float]]:
+  """(task, method) -> {seed: final return}."""
+  finals: Dict[Tuple[str, str], Dict[int, float]] = {}
+  for run in runs:
+    finals.setdefault((run.task, run.method), {})[run.seed] = run.returns[-1]
+  return finals
+
+
+def head_to_head(runs: Sequence[RunCurve], methods: Sequence[str]) -> List[str]:
+  """For each pair of methods (a, b), a listed first: the tasks where a's mean final return is at
+  least b's, each mean over the seeds both have run (so a missing run skews no pair)."""
+  finals = _final_means(runs)
+  tasks = sorted({r.task for r in runs})
+  lines = []
+  for i, first in enumerate(methods):
+    for second in methods[i + 1:]:
+      ahead, compared, pairs = [], 0, 0
+      for task in tasks:
+        a, b = finals.get((task, first), {}), finals.get((task, second), {})
+        seeds = sorted(set(a) & set(b))
+        if not seeds:
+          continue
+        compared, pairs = compared + 1, pairs + len(seeds)
+        if np.mean([a[s] for s in seeds]) >= np.mean([b[s] for s in seeds]):
+          ahead.append(task)
+      if compared:
+        lines.append(f'- {first} ≥ {second} on {len(ahead)} of {compared} tasks '
+                     f'({", ".join(ahead) or "none"}); {pairs} seed pairs.')
+  return lines
+
+
+def below_half_of_the_best(runs: Sequence[RunCurve], methods: Sequence[str]) -> List[str]:
+  """Each (task, method) whose mean final return (over its seeds) is below half the task's best."""
+  finals = _final_means(runs)
+  lines = []
+  for task in sorted({r.task for r in runs}):
+    means = {m: float(np.mean(list(finals[task, m].values())))
+             for m in methods if (task, m) in finals}
+    leader = max(means, key=means.get)
+    lines += [f'- {task}: {m} {means[m]:.1f} against {leader}\'s {means[leader]:.1f}.'
+              for m in methods if m in means and means[m] < 0.5 * means[leader]]
+  return lines
+
+
+def _wallclock(runs: Sequence[RunCurve]) -> str:
+  """Mean over seeds of the run's wall-clock at its last evaluation, in seconds."""
+  clocks = [r.wallclock[-1] for r in runs if r.wallclock[-1] is not None]
+  return f'{np.mean(clocks):.0f}' if clocks else '–'
 
 
 def _step_range(runs: Sequence[RunCurve]) -> str:
@@ -140,16 +216,22 @@ def _methods(runs: Sequence[RunCurve], methods_order: Sequence[str]) -> List[str
   return [m for m in methods_order if m in present] + sorted(present - set(methods_order))
 
 
-def results_markdown(runs: Sequence[RunCurve], methods_order: Sequence[str]) -> str:
-  """The text of results.md: final return and normalised AUC tables, plus each cell's steps."""
+def results_markdown(runs: Sequence[RunCurve], methods_order: Sequence[str],
+                     budget: Optional[int] = None) -> str:
+  """The text of results.md: final return (beside published returns where `budget`, the
+  comparison's environment steps, is theirs) and normalised AUC tables, each cell's steps and
+  wall-clock, the methods head to head and those below half of the best."""
   groups = _by_task_and_method(runs)
   tasks = sorted({r.task for r in runs})
   methods = _methods(runs, methods_order)
+  side_columns, side_note = _published_columns(tasks, budget)
   lines = ['# Comparison results', '',
            'Evaluation return of the mean (deterministic) action, mean ± std over seeds '
            '(n = seeds with at least one evaluation).', '',
            '## Final return', '', 'Return at each run\'s last evaluation.', '']
-  lines += _table(groups, tasks, methods, lambda runs: _mean_std([r.returns[-1] for r in runs]))
+  lines += _table(groups, tasks, methods, lambda runs: _mean_std([r.returns[-1] for r in runs]),
+                  side_columns)
+  lines += side_note
   lines += ['', '## Area under the curve', '',
             'Trapezoid area under return vs environment steps divided by the step range: the '
             'mean return over training.', '']
@@ -158,6 +240,20 @@ def results_markdown(runs: Sequence[RunCurve], methods_order: Sequence[str]) -> 
   lines += ['', '## Environment steps at the last evaluation', '',
             'Runs still in progress show fewer steps than the budget.', '']
   lines += _table(groups, tasks, methods, _step_range)
+  lines += ['', '## Wall-clock per run', '',
+            'Seconds of the run\'s wall-clock at its last evaluation, mean over seeds (the '
+            'machine and its load are not recorded here).', '']
+  lines += _table(groups, tasks, methods, _wallclock)
+  # Runs still going would compare a return at 20k steps with one at 100k.
+  finished = [r for r in runs if budget is None or r.steps[-1] >= budget]
+  scope = 'runs that reached the budget' if budget is not None else 'every run'
+  lines += ['', '## Head to head', '',
+            f'Final return of {scope}; each pair on the seeds both have run.', '']
+  lines += head_to_head(finished, methods) or ['- no pair of methods to compare yet']
+  lines += ['', '## Below half of the best', '',
+            f'Mean final return of {scope} under half of the best method\'s on the same task.',
+            '']
+  lines += below_half_of_the_best(finished, methods) or ['- none']
   return '\n'.join(lines) + '\n'
 
 
@@ -175,12 +271,14 @@ def seed_stddev(runs: Sequence[RunCurve]) -> plots.Curve:
                             pooled(lambda c: c.maximums))
 
 
-def write_reports(workdir: str, methods_order: Sequence[str] = ()) -> List[RunCurve]:
-  """Rewrites results.csv, results.md and plots/<task>.png from the runs under `workdir`."""
+def write_reports(workdir: str, methods_order: Sequence[str] = (),
+                  budget: Optional[int] = None) -> List[RunCurve]:
+  """Rewrites results.csv, results.md and plots/<task>.png from the runs under `workdir`;
+  `budget`: the comparison's environment steps (see `results_markdown`)."""
   runs = read_runs(workdir)
   atomic_files.atomic_write(os.path.join(workdir, 'results.csv'), results_csv(runs).encode())
   atomic_files.atomic_write(os.path.join(workdir, 'results.md'),
-                             results_markdown(runs, methods_order).encode())
+                             results_markdown(runs, methods_order, budget).encode())
   groups = _by_task_and_method(runs)
   for task in sorted({r.task for r in runs}):
     present = [m for m in _methods(runs, methods_order) if (task, m) in groups]

@@ -82,6 +82,63 @@ def test_reports_from_run_logs(tmp_path):
       assert f.read(8) == _PNG_MAGIC
 
 
+def _curve(method, task, seed, returns, seconds=None):
+  steps = [100_000 * i for i in range(len(returns))]  # [0, 100000] for two evaluations.
+  return report.RunCurve(method, task, seed, steps, returns, [seconds] * len(returns))
+
+
+def test_head_to_head_pairs_seeds_and_below_half_names_the_laggards():
+  runs = [_curve('wpo', 'cartpole:swingup', 0, [0, 800], 100.0),
+          _curve('wpo', 'cartpole:swingup', 1, [0, 600], 140.0),
+          # sac lacks seed 1 here: the pair compares seed 0 only (800 < 850), not 700 < 850.
+          _curve('sac', 'cartpole:swingup', 0, [0, 850], 50.0),
+          _curve('wpo', 'walker:walk', 0, [0, 300]),
+          _curve('sac', 'walker:walk', 0, [0, 700]),
+          _curve('mpo', 'walker:walk', 0, [0, 290]),
+          _curve('mpo', 'walker:walk', 1, [0, 410])]
+  methods = ['wpo', 'sac', 'mpo']
+  assert report.head_to_head(runs, methods) == [
+      '- wpo ≥ sac on 0 of 2 tasks (none); 2 seed pairs.',
+      '- wpo ≥ mpo on 1 of 1 tasks (walker:walk); 1 seed pairs.',
+      '- sac ≥ mpo on 1 of 1 tasks (walker:walk); 1 seed pairs.']
+  # walker: sac 700 is best; wpo's 300 and mpo's mean (290+410)/2 = 350 are below 350 only for wpo.
+  assert report.below_half_of_the_best(runs, methods) == [
+      "- walker:walk: wpo 300.0 against sac's 700.0."]
+
+  markdown = report.results_markdown(runs, methods, budget=100_000)
+  # Published returns beside ours at their budget: SAC's range over the sources, and the best.
+  assert ('| cartpole:swingup | 700.0 ± 141.4 (n=2) | 850.0 (n=1) | – | 835–861 | ≈ 880 |'
+          in markdown)
+  assert '| walker:walk | 300.0 (n=1) | 700.0 (n=1) | 350.0 ± 84.9 (n=2) | 449–891 | ≈ 963 |' in (
+      markdown)
+  assert 'CURL (Laskin et al., 2020)' in markdown
+  # Wall-clock at the last evaluation, mean over the seeds that logged it.
+  assert '| cartpole:swingup | 120 | 50 | – |' in markdown
+  assert '| walker:walk | – | – | – |' in markdown
+  assert "- walker:walk: wpo 300.0 against sac's 700.0." in markdown
+  # A run short of the budget (still going) is in the tables but not in the comparisons.
+  going = report.results_markdown(runs + [_curve('mpo', 'cartpole:swingup', 0, [999])],
+                                  methods, budget=100_000)
+  assert '| cartpole:swingup | 700.0 ± 141.4 (n=2) | 850.0 (n=1) | 999.0 (n=1) |' in going
+  assert '- wpo ≥ mpo on 1 of 1 tasks (walker:walk)' in going
+  finished = report.results_markdown(runs + [_curve('mpo', 'cartpole:swingup', 0, [0, 999])],
+                                     methods, budget=100_000)
+  assert '- wpo ≥ mpo on 1 of 2 tasks (walker:walk)' in finished
+  assert "- cartpole:swingup: wpo 700.0 against mpo's 999.0." not in finished  # 700 ≥ 499.5
+  # At another budget the published figures do not apply and are left out.
+  for other in (None, 20_000):
+    assert 'published' not in report.results_markdown(runs, methods, budget=other)
+
+
+def test_published_anchors_are_for_panel_tasks_with_a_range_per_task():
+  from experiments import compare_presets  # pylint: disable=g-import-not-at-top
+  assert set(report.published.ANCHORS) == set(compare_presets.PANEL_TASKS)
+  for task, anchor in report.published.ANCHORS.items():
+    assert len(anchor.sac) == len(report.published.SAC_SOURCES), task
+    low, high = anchor.sac_range()
+    assert 0 < low <= high <= 1000 and high <= anchor.best <= 1000, task
+
+
 def test_seed_stddev_pools_runs():
   curve = lambda steps, means, lows, highs: report.plots.Curve(steps, means, lows, highs,
                                                                [1] * len(steps))
@@ -192,6 +249,17 @@ def test_smoke_comparison_runs_reports_and_resumes(tmp_path):
   assert result.returncode != 0
   assert 'holds a run with different settings' in result.stderr
   assert "different settings (['shared_settings.samples_per_insert'])" in result.stderr
+
+  # --report_only rebuilds the reports from the runs and trains nothing.
+  os.remove(workdir / 'results.md')
+  result = _compare(workdir, '--preset=smoke', '--report_only')
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  assert 'training' not in result.stdout and 'skipped' not in result.stdout
+  assert _done_times(workdir) == after
+  _check_smoke_outputs(workdir, methods)
+  result = _compare(tmp_path / 'nothing_here', '--preset=smoke', '--report_only')
+  assert result.returncode != 0 and 'is not a comparison workdir' in result.stderr
+  assert not (tmp_path / 'nothing_here').exists()
 
 
 def test_smoke_comparison_of_two_wpo_variants(tmp_path):
