@@ -87,7 +87,7 @@ def wpo_agent_parts(config: wpo.WPOConfig, spec: specs.EnvironmentSpec,
   networks = wpo.make_networks(spec, config)
   builder = wpo.WPOBuilder(single_process_replay(config) if single_process else config,
                            logger_fn=logger_fn)
-  return AgentParts(builder, networks, wpo.make_policy(networks, evaluation=False),
+  return AgentParts(builder, networks, wpo.make_behaviour_policy(networks, config),
                     wpo.make_policy(networks, evaluation=True), config.min_replay_size,
                     config.samples_per_insert, config.batch_size * config.num_sgd_steps_per_step)
 

@@ -18,6 +18,7 @@ import tree
 
 from agents import wpo
 import recording_logger  # tests/recording_logger.py
+from wpo_jax import exploration
 from wpo_jax import learning
 from wpo_jax import losses
 
@@ -174,3 +175,66 @@ def test_config_presets_and_overrides():
     wpo.make_config('gpu-huge')
   with pytest.raises(ValueError, match='learning_rat'):
     wpo.make_config('default', learning_rat=1.0)
+
+
+class _Variables:
+  """A VariableSource serving fixed policy parameters."""
+
+  def __init__(self, policy_params):
+    self._policy_params = policy_params
+
+  def get_variables(self, names):
+    return [self._policy_params for _ in names]
+
+
+@pytest.mark.parametrize('policy', ['gaussian', 'tanh_gaussian'])
+def test_coloured_exploration_acts_with_one_fresh_noise_sequence_per_episode(policy):
+  """The training actor's draw at step t is π's draw for the t-th noise of a sequence that
+  `wpo_jax.exploration.coloured_noise` makes from the episode's key, as GenericActor splits it."""
+  environment = fakes.ContinuousEnvironment(action_dim=2, observation_dim=3, episode_length=20,
+                                            bounded=True)
+  spec = specs.make_environment_spec(environment)
+  config = _small_config(policy=policy, init_scale=0.05, exploration_noise_exponent=2.0,
+                         exploration_noise_horizon=8)
+  networks = wpo.make_networks(spec, config)
+  params = networks.networks.policy.init(jax.random.PRNGKey(5), np.zeros((1, 3), np.float32))
+  builder = wpo.WPOBuilder(config)
+  actor_key = jax.random.PRNGKey(1)
+  # No adder: only how it acts matters here.
+  actor = builder.make_actor(actor_key, wpo.make_behaviour_policy(networks, config),
+                             variable_source=_Variables(params))
+  observation = np.linspace(-1, 1, 3).astype(np.float32)
+  distribution = networks.networks.policy.apply(params, observation[None])
+  episodes = []
+  for _ in range(2):
+    actor.observe_first(environment.reset())
+    episodes.append(np.stack([actor.select_action(observation) for _ in range(12)]))
+  for episode, key in zip(episodes, (jax.random.split(actor_key)[1],
+                                     jax.random.split(jax.random.split(actor_key)[0])[1])):
+    noise = exploration.coloured_noise(key, 8, (2,), 2.0)
+    expected = [distribution.from_noise(noise[t % 8][None])[0] for t in range(12)]
+    np.testing.assert_allclose(episode, np.clip(expected, -1, 1), rtol=1e-5, atol=1e-6)
+  assert not np.allclose(episodes[0], episodes[1])  # A new sequence each episode.
+
+
+def test_white_exploration_is_the_plain_policy():
+  spec = specs.make_environment_spec(fakes.ContinuousEnvironment(
+      action_dim=2, observation_dim=3, episode_length=20, bounded=True))
+  config = _small_config()
+  networks = wpo.make_networks(spec, config)
+  behaviour = wpo.make_behaviour_policy(networks, config)
+  params = networks.networks.policy.init(jax.random.PRNGKey(5), np.zeros((1, 3), np.float32))
+  observation, key = np.ones((4, 3), np.float32), jax.random.PRNGKey(2)
+  np.testing.assert_array_equal(behaviour(params, key, observation),
+                                wpo.make_policy(networks, False)(params, key, observation))
+
+
+@pytest.mark.parametrize('overrides, message', [
+    ({'exploration_noise_exponent': -1.0}, 'exploration_noise_exponent=-1.0 is invalid'),
+    ({'exploration_noise_exponent': 5.0}, r'in \[0, 4.0\]'),
+    ({'exploration_noise_exponent': 1.0, 'policy': 'mixture'}, "0 with policy='mixture'"),
+    ({'exploration_noise_horizon': 1}, 'exploration_noise_horizon=1 is invalid'),
+])
+def test_exploration_noise_settings_are_checked(overrides, message):
+  with pytest.raises(ValueError, match=message):
+    wpo.WPOConfig(**overrides)

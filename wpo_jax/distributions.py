@@ -3,6 +3,8 @@
 A distribution is a NamedTuple of arrays, so it can cross `jit`, `vmap` and `scan` boundaries.
 Every class offers:
   sample(key, num_samples) -> [num_samples, ..., D] actions (no reparameterisation needed by WPO),
+  from_noise(noise [..., D]) -> the draw for given standard-normal noise (Gaussian and
+    tanh-Gaussian only: a mixture also draws a component), for actors with coloured noise,
   log_prob(actions [..., D]) -> [...], evaluated independently per action,
   mode() -> [..., D], the action used for evaluation,
   preconditioned() -> the same distribution with rescaled gradients (approximate F⁻¹),
@@ -42,7 +44,11 @@ class DiagonalGaussian(NamedTuple):
 
   def sample(self, key: jax.Array, num_samples: int) -> jax.Array:
     """[num_samples, ..., D] draws."""
-    noise = jax.random.normal(key, (num_samples,) + self.mean.shape, self.mean.dtype)
+    return self.from_noise(
+        jax.random.normal(key, (num_samples,) + self.mean.shape, self.mean.dtype))
+
+  def from_noise(self, noise: jax.Array) -> jax.Array:
+    """The draw for standard-normal `noise` [..., D] (broadcast against the batch shape)."""
     return self.mean + self.stddev * noise
 
   def log_prob(self, actions: jax.Array) -> jax.Array:
@@ -81,7 +87,12 @@ class TanhGaussian(NamedTuple):
 
   def sample(self, key: jax.Array, num_samples: int) -> jax.Array:
     """[num_samples, ..., D] draws inside (−1, 1)."""
-    actions = jnp.tanh(self._pre_squash().sample(key, num_samples))
+    return self.from_noise(
+        jax.random.normal(key, (num_samples,) + self.mean.shape, self.mean.dtype))
+
+  def from_noise(self, noise: jax.Array) -> jax.Array:
+    """The draw inside (−1, 1) for standard-normal `noise` [..., D] (of the pre-squash u)."""
+    actions = jnp.tanh(self._pre_squash().from_noise(noise))
     return jnp.clip(actions, -1.0 + TANH_EPSILON, 1.0 - TANH_EPSILON)
 
   def log_prob(self, actions: jax.Array) -> jax.Array:

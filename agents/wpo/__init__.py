@@ -7,6 +7,7 @@ from agents.wpo.config import PRESETS
 from agents.wpo.config import WPOConfig
 from agents.wpo.learning import NonFiniteLossError
 from agents.wpo.learning import WPOLearner
+from agents.wpo.networks import make_behaviour_policy
 from agents.wpo.networks import make_networks
 from agents.wpo.networks import make_policy
 from agents.wpo.networks import WPONetworks

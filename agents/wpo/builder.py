@@ -1,6 +1,6 @@
 """WPO builder for dm-acme 0.4.0's `ActorLearnerBuilder` (replay, dataset, adder, actor, learner)."""
 
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional, Union
 
 from acme import adders
 from acme import core
@@ -71,10 +71,13 @@ class WPOBuilder(builders.ActorLearnerBuilder):
 
   def make_actor(self,
                  random_key: jax.Array,
-                 policy_network: networks_lib.Policy,
+                 policy_network: Union[networks_lib.Policy, actor_core_lib.ActorCore],
                  adder: Optional[adders.Adder] = None,
                  variable_source: Optional[core.VariableSource] = None) -> core.Actor:
     """A training actor when given an adder; without one, an evaluator.
+
+    `policy_network`: a feed-forward policy (`networks.make_policy`) or an Acme `ActorCore`
+    (`networks.make_behaviour_policy` with coloured noise).
 
     Training actors refresh parameters every `variable_update_period` actor steps; evaluators
     (no adder) fetch the latest parameters at the start of every episode.
@@ -87,9 +90,10 @@ class WPOBuilder(builders.ActorLearnerBuilder):
         variable_source, 'policy',
         update_period=1 if evaluator else self._config.variable_update_period,
         device='cpu')
-    return actors.GenericActor(
-        actor_core_lib.batched_feed_forward_to_actor_core(policy_network),
-        random_key, variable_client, adder, backend='cpu', per_episode_update=evaluator)
+    if not isinstance(policy_network, actor_core_lib.ActorCore):  # A feed-forward policy.
+      policy_network = actor_core_lib.batched_feed_forward_to_actor_core(policy_network)
+    return actors.GenericActor(policy_network, random_key, variable_client, adder,
+                               backend='cpu', per_episode_update=evaluator)
 
   def make_learner(self,
                    random_key: jax.Array,

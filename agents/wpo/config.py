@@ -9,6 +9,9 @@ from wpo_jax import networks
 
 
 POLICY_IMPROVEMENTS = ('wpo', 'mpo')
+# Beyond β = 2 (red) nearly all of the noise's power sits in its lowest frequencies: a sequence
+# is then almost one constant offset per episode.
+MAX_NOISE_EXPONENT = 4.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +51,13 @@ class WPOConfig(learning.LearnerConfig):
   replay_table_name: str = 'priority_table'
   # Acting.
   variable_update_period: int = 1000
+  # Training actors' noise over time (`wpo_jax.exploration`): its power spectrum ∝ f^−exponent,
+  # every action's marginal still π's. 0: independent draws at every step, the paper's; 1: pink;
+  # 2: red. A sequence of `exploration_noise_horizon` steps is drawn at each episode's start
+  # (longer episodes repeat it; Control Suite episodes are 1000 steps). Not in the paper; the
+  # update is unchanged. Gaussian and tanh-Gaussian policies.
+  exploration_noise_exponent: float = 0.0
+  exploration_noise_horizon: int = 1000
 
   def __post_init__(self):
     super().__post_init__()
@@ -90,6 +100,14 @@ class WPOConfig(learning.LearnerConfig):
     check_field(self.metrics_every >= 1, 'metrics_every', 'an integer >= 1', self.metrics_every)
     check_field(self.variable_update_period >= 1, 'variable_update_period', 'an integer >= 1',
                 self.variable_update_period)
+    check_field(0 <= self.exploration_noise_exponent <= MAX_NOISE_EXPONENT,
+                'exploration_noise_exponent', f'in [0, {MAX_NOISE_EXPONENT}] (0: white noise)',
+                self.exploration_noise_exponent)
+    check_field(self.exploration_noise_exponent == 0 or self.policy != 'mixture',
+                'exploration_noise_exponent', "0 with policy='mixture' (coloured noise drives "
+                'Gaussian and tanh-Gaussian draws)', self.exploration_noise_exponent)
+    check_field(self.exploration_noise_horizon >= 2, 'exploration_noise_horizon',
+                'an integer >= 2', self.exploration_noise_horizon)
     # Actors and environments (agents.environments) use the canonical [-1, 1] action box.
     check_field((self.action_minimum, self.action_maximum) == (-1.0, 1.0), 'action_minimum',
                 '-1 with action_maximum 1 (the canonical action box)',

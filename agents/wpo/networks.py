@@ -3,11 +3,13 @@
 from typing import Any, Callable, NamedTuple
 
 from acme import specs
+from acme.agents.jax import actor_core as actor_core_lib
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from agents.wpo import config as config_lib
+from wpo_jax import exploration
 from wpo_jax import networks as networks_lib
 
 # (params, key, observation [B, O]) -> action [B, D], as Acme's FeedForwardPolicy.
@@ -62,3 +64,34 @@ def make_policy(networks: WPONetworks, evaluation: bool) -> Policy:
     return jnp.clip(action, -1.0, 1.0)
 
   return policy
+
+
+class NoiseState(NamedTuple):
+  """A training actor's state within an episode: its noise sequence and the next step's index."""
+  noise: jax.Array  # [horizon, D], coloured along the horizon.
+  step: jax.Array  # int32 scalar.
+
+
+def make_behaviour_policy(networks: WPONetworks, config: config_lib.WPOConfig):
+  """What training actors run (`WPOBuilder.make_actor` takes either kind).
+
+  With `config.exploration_noise_exponent` 0: `make_policy(networks, evaluation=False)`,
+  independent draws from π. Otherwise an Acme `ActorCore` whose state holds a coloured noise
+  sequence, drawn afresh at each episode's start (`GenericActor.observe_first` calls `init`):
+  step t acts with π's draw for the sequence's t-th noise, clipped to the box as above.
+  """
+  if config.exploration_noise_exponent == 0:
+    return make_policy(networks, evaluation=False)
+  horizon, exponent = config.exploration_noise_horizon, config.exploration_noise_exponent
+
+  def init(key: jax.Array) -> NoiseState:
+    return NoiseState(exploration.coloured_noise(key, horizon, (networks.action_dim,), exponent),
+                      jnp.zeros((), jnp.int32))
+
+  def select_action(params, observation: jax.Array, state: NoiseState):
+    distribution = networks.networks.policy.apply(params, observation[None])  # [1, D] fields
+    action = distribution.from_noise(state.noise[state.step % horizon][None])[0]
+    return jnp.clip(action, -1.0, 1.0), NoiseState(state.noise, state.step + 1)
+
+  return actor_core_lib.ActorCore(init=init, select_action=select_action,
+                                  get_extras=lambda state: None)
