@@ -51,6 +51,8 @@ _DISTRIBUTIONS = 'tests/test_distributions.py'
 _HEADS = 'tests/test_policy_heads.py'
 _FRESHNESS = 'tests/test_parameter_freshness.py'
 _RESUME = 'tests/test_run_wpo.py::test_resume_after_sigkill_continues_counters_and_policy'
+_EXPLORATION = ('tests/test_wpo_agent.py::'
+                'test_coloured_exploration_acts_with_one_fresh_noise_sequence_per_episode')
 
 MUTANTS: List[Mutant] = [
     # The table.
@@ -138,6 +140,10 @@ MUTANTS: List[Mutant] = [
     Mutant('resume_without_replay', 'runner/local.py',
            'checkpointer=checkpointer.replay_checkpointer())', 'checkpointer=None)',
            'a resumed local run starts with an empty replay', [_RESUME]),
+    Mutant('coloured_noise_never_advances', 'agents/wpo/networks.py',
+           'return jnp.clip(action, -1.0, 1.0), NoiseState(state.noise, state.step + 1)',
+           'return jnp.clip(action, -1.0, 1.0), NoiseState(state.noise, state.step)',
+           'a coloured-noise actor repeats its first noise all episode', [_EXPLORATION]),
 ]
 
 
