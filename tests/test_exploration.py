@@ -29,7 +29,8 @@ def _expected_autocorrelation(exponent, num_steps, lag):
   frequencies = np.fft.rfftfreq(num_steps)
   frequencies[0] = frequencies[1]
   power = frequencies ** -exponent
-  weights = np.full(power.shape, 4.0)  # A pair of conjugate terms; the zero and Nyquist terms alone.
+  # Conjugate pairs count four times; the zero and Nyquist terms stand alone.
+  weights = np.full(power.shape, 4.0)
   weights[0] = 1.0
   if num_steps % 2 == 0:
     weights[-1] = 1.0
