@@ -154,7 +154,7 @@ def _published_columns(tasks: Sequence[str], budget: Optional[int]):
   return (('SAC, published', sac), ('best, published', best)), note
 
 
-def _final_means(runs: Sequence[RunCurve]) -> Dict[Tuple[str, str], Dict[int, float]]:
+def _finals_by_seed(runs: Sequence[RunCurve]) -> Dict[Tuple[str, str], Dict[int, float]]:
   """(task, method) -> {seed: final return}."""
   finals: Dict[Tuple[str, str], Dict[int, float]] = {}
   for run in runs:
@@ -165,7 +165,7 @@ def _final_means(runs: Sequence[RunCurve]) -> Dict[Tuple[str, str], Dict[int, fl
 def head_to_head(runs: Sequence[RunCurve], methods: Sequence[str]) -> List[str]:
   """For each pair of methods (a, b), a listed first: the tasks where a's mean final return is at
   least b's, each mean over the seeds both have run (so a missing run skews no pair)."""
-  finals = _final_means(runs)
+  finals = _finals_by_seed(runs)
   tasks = sorted({r.task for r in runs})
   lines = []
   for i, first in enumerate(methods):
@@ -187,7 +187,7 @@ def head_to_head(runs: Sequence[RunCurve], methods: Sequence[str]) -> List[str]:
 
 def below_half_of_the_best(runs: Sequence[RunCurve], methods: Sequence[str]) -> List[str]:
   """Each (task, method) whose mean final return (over its seeds) is below half the task's best."""
-  finals = _final_means(runs)
+  finals = _finals_by_seed(runs)
   lines = []
   for task in sorted({r.task for r in runs}):
     means = {m: float(np.mean(list(finals[task, m].values())))
