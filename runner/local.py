@@ -53,8 +53,16 @@ def run(config: experiment.ExperimentConfig) -> Dict[str, Any]:
   Raises:
     workdir.SettingsMismatch: the workdir holds a run with other settings.
     wpo.NonFiniteLossError: the learner's loss became non-finite; the last checkpoint is kept.
-    KeyboardInterrupt: on Ctrl-C or SIGTERM (`wiring.Terminated`), after writing a checkpoint.
+    KeyboardInterrupt: on Ctrl-C or SIGTERM (`wiring.Terminated`), after writing a checkpoint
+      if the stop came in the main loop (before it there is nothing to checkpoint).
   """
+  # From the start on, not only in the main loop: a SIGTERM during start-up then stops the run
+  # through the `finally`s, as a Ctrl-C does, instead of killing the process where it stands.
+  with wiring.sigterm_raises_terminated():
+    return _start_and_run(config)
+
+
+def _start_and_run(config: experiment.ExperimentConfig) -> Dict[str, Any]:
   wiring.prepare_workdir(config)
   workdir_lib.announce_learner_device(config.workdir)
   environment = environments.make_environment(config.task, config.seed)

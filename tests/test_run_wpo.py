@@ -215,6 +215,25 @@ def test_a_stop_signal_writes_a_checkpoint_and_exits(tmp_path, stop):
       stopped['actor_steps'])
 
 
+def test_a_sigterm_during_start_up_stops_the_run_cleanly(tmp_path):
+  """Between writing run.json and its main loop (Reverb, learner, the first evaluation's
+  compilation) a run met SIGTERM at its default: killed where it stood (exit status -15), with
+  no message. It now stops as a Ctrl-C does there: the launcher's line, nothing to checkpoint."""
+  workdir = str(tmp_path / 'run')
+  process = launch(workdir, '--num_steps=1000', wait=False)
+  _wait_until(process, lambda: os.path.exists(os.path.join(workdir, 'run.json')),
+              'no run.json', period=0.02)
+  process.send_signal(signal.SIGTERM)
+  output, _ = process.communicate(timeout=120)
+  assert process.returncode == 1, output[-3000:]
+  assert 'Interrupted; re-run' in output and 'Traceback' not in output, output[-3000:]
+  # The main loop never began: no evaluation, no checkpoint.
+  assert 'Checkpoint written' not in output and _manifest(workdir) is None, output[-3000:]
+  assert not os.path.exists(os.path.join(workdir, 'logs', 'evaluator', 'logs.csv'))
+  with open(os.path.join(workdir, 'run.json')) as f:
+    assert json.load(f)['task'] == 'cartpole:swingup'
+
+
 def test_an_evaluation_cut_short_by_sigterm_is_finished_on_resume(tmp_path):
   """The checkpoint a SIGTERM writes during an evaluation counts the episodes played; the
   resumed run plays the rest at the same counts before it trains, so the curve's point is a
