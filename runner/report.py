@@ -220,23 +220,42 @@ def results_markdown(runs: Sequence[RunCurve], methods_order: Sequence[str],
                      budget: Optional[int] = None) -> str:
   """The text of results.md: final return (beside published returns where `budget`, the
   comparison's environment steps, is theirs) and normalised AUC tables, each cell's steps and
-  wall-clock, the methods head to head and those below half of the best."""
+  wall-clock, the methods head to head and those below half of the best. With a `budget`, the
+  returns and comparisons are of the runs that reached it; None counts every run as finished."""
   groups = _by_task_and_method(runs)
   tasks = sorted({r.task for r in runs})
   methods = _methods(runs, methods_order)
   side_columns, side_note = _published_columns(tasks, budget)
+  # Runs still going would compare a return at 20k steps with one at 100k.
+  def reached_budget(run):
+    return budget is None or run.steps[-1] >= budget
+
+  def over_finished_runs(value):
+    """A cell of `value(run)`'s mean ± std over the runs that reached the budget; those still
+    going are counted beside it, not averaged in."""
+    def cell(runs):
+      done = [value(r) for r in runs if reached_budget(r)]
+      going = len(runs) - len(done)
+      text = _mean_std(done) if done else ''
+      if going:
+        text += (', ' if text else '') + f'{going} in progress'
+      return text
+    return cell
+
+  counted = ('n = seeds with at least one evaluation' if budget is None else
+             'n = seeds that reached the budget; runs still going are counted beside them')
   lines = ['# Comparison results', '',
            'Evaluation return of the mean (deterministic) action, mean ± std over seeds '
-           '(n = seeds with at least one evaluation).', '',
+           f'({counted}).', '',
            '## Final return', '', 'Return at each run\'s last evaluation.', '']
-  lines += _table(groups, tasks, methods, lambda runs: _mean_std([r.returns[-1] for r in runs]),
+  lines += _table(groups, tasks, methods, over_finished_runs(lambda r: r.returns[-1]),
                   side_columns)
   lines += side_note
   lines += ['', '## Area under the curve', '',
             'Trapezoid area under return vs environment steps divided by the step range: the '
             'mean return over training.', '']
   lines += _table(groups, tasks, methods,
-                  lambda runs: _mean_std([normalised_auc(r.steps, r.returns) for r in runs]))
+                  over_finished_runs(lambda r: normalised_auc(r.steps, r.returns)))
   lines += ['', '## Environment steps at the last evaluation', '',
             'Runs still in progress show fewer steps than the budget.', '']
   lines += _table(groups, tasks, methods, _step_range)
@@ -244,8 +263,7 @@ def results_markdown(runs: Sequence[RunCurve], methods_order: Sequence[str],
             'Seconds of the run\'s wall-clock at its last evaluation, mean over seeds (the '
             'machine and its load are not recorded here).', '']
   lines += _table(groups, tasks, methods, _wallclock)
-  # Runs still going would compare a return at 20k steps with one at 100k.
-  finished = [r for r in runs if budget is None or r.steps[-1] >= budget]
+  finished = [r for r in runs if reached_budget(r)]
   scope = 'runs that reached the budget' if budget is not None else 'every run'
   lines += ['', '## Head to head', '',
             f'Final return of {scope}; each pair on the seeds both have run.', '']

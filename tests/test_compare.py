@@ -116,10 +116,18 @@ def test_head_to_head_pairs_seeds_and_below_half_names_the_laggards():
   assert '| cartpole:swingup | 120 | 50 | – |' in markdown
   assert '| walker:walk | – | – | – |' in markdown
   assert "- walker:walk: wpo 300.0 against sac's 700.0." in markdown
-  # A run short of the budget (still going) is in the tables but not in the comparisons.
-  going = report.results_markdown(runs + [_curve('mpo', 'cartpole:swingup', 0, [999])],
-                                  methods, budget=100_000)
-  assert '| cartpole:swingup | 700.0 ± 141.4 (n=2) | 850.0 (n=1) | 999.0 (n=1) |' in going
+  # A run short of the budget (still going) is counted beside the returns, not averaged into
+  # them, and stays out of the comparisons; the steps table shows how far it got.
+  going = report.results_markdown(
+      runs + [_curve('mpo', 'cartpole:swingup', 0, [999]),
+              _curve('wpo', 'cartpole:swingup', 2, [5, 6])._replace(steps=[0, 50_000])],
+      methods, budget=100_000)
+  assert ('| cartpole:swingup | 700.0 ± 141.4 (n=2), 1 in progress | 850.0 (n=1) | '
+          '1 in progress | 835–861 | ≈ 880 |') in going
+  assert '| cartpole:swingup | 350.0 ± 70.7 (n=2), 1 in progress | 425.0 (n=1) | 1 in progress |' in (
+      going)  # AUCs: (0 + 800) / 2 and (0 + 600) / 2; sac's (0 + 850) / 2.
+  assert '| cartpole:swingup | 50000–100000 | 100000 | 0 |' in going
+  assert 'n = seeds that reached the budget' in going
   assert '- wpo ≥ mpo on 1 of 1 tasks (walker:walk)' in going
   finished = report.results_markdown(runs + [_curve('mpo', 'cartpole:swingup', 0, [0, 999])],
                                      methods, budget=100_000)
