@@ -51,6 +51,7 @@ _DISTRIBUTIONS = 'tests/test_distributions.py'
 _HEADS = 'tests/test_policy_heads.py'
 _FRESHNESS = 'tests/test_parameter_freshness.py'
 _RESUME = 'tests/test_run_wpo.py::test_resume_after_sigkill_continues_counters_and_policy'
+_REPORT = 'tests/test_compare.py::test_head_to_head_pairs_seeds_and_below_half_names_the_laggards'
 _EXPLORATION = ('tests/test_wpo_agent.py::'
                 'test_coloured_exploration_acts_with_one_fresh_noise_sequence_per_episode')
 
@@ -144,6 +145,10 @@ MUTANTS: List[Mutant] = [
            'return jnp.clip(action, -1.0, 1.0), NoiseState(state.noise, state.step + 1)',
            'return jnp.clip(action, -1.0, 1.0), NoiseState(state.noise, state.step)',
            'a coloured-noise actor repeats its first noise all episode', [_EXPLORATION]),
+    Mutant('report_averages_runs_still_going', 'runner/report.py',
+           'done = [value(r) for r in runs if reached_budget(r)]',
+           'done = [value(r) for r in runs]',
+           "a run short of the budget is averaged into the tables' final returns", [_REPORT]),
 ]
 
 
