@@ -24,7 +24,7 @@ import csv
 import glob
 import io
 import os
-from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -216,6 +216,23 @@ def _methods(runs: Sequence[RunCurve], methods_order: Sequence[str]) -> List[str
   return [m for m in methods_order if m in present] + sorted(present - set(methods_order))
 
 
+def _reached(run: RunCurve, budget: Optional[int]) -> bool:
+  """Whether `run` reached the budget (None: every run counts as finished). Runs still going
+  would compare a return at 20k steps with one at 100k."""
+  return budget is None or run.steps[-1] >= budget
+
+
+def _over_finished(value: Callable[[RunCurve], float], budget: Optional[int]):
+  """A table cell: `value(run)`'s mean ± std over the runs that reached `budget`; those still
+  going are counted beside it, not averaged in."""
+  def cell(runs: Sequence[RunCurve]) -> str:
+    done = [value(r) for r in runs if _reached(r, budget)]
+    going = len(runs) - len(done)
+    parts = ([_mean_std(done)] if done else []) + ([f'{going} in progress'] if going else [])
+    return ', '.join(parts)
+  return cell
+
+
 def results_markdown(runs: Sequence[RunCurve], methods_order: Sequence[str],
                      budget: Optional[int] = None) -> str:
   """The text of results.md: final return (beside published returns where `budget`, the
@@ -226,36 +243,20 @@ def results_markdown(runs: Sequence[RunCurve], methods_order: Sequence[str],
   tasks = sorted({r.task for r in runs})
   methods = _methods(runs, methods_order)
   side_columns, side_note = _published_columns(tasks, budget)
-  # Runs still going would compare a return at 20k steps with one at 100k.
-  def reached_budget(run):
-    return budget is None or run.steps[-1] >= budget
-
-  def over_finished_runs(value):
-    """A cell of `value(run)`'s mean ± std over the runs that reached the budget; those still
-    going are counted beside it, not averaged in."""
-    def cell(runs):
-      done = [value(r) for r in runs if reached_budget(r)]
-      going = len(runs) - len(done)
-      text = _mean_std(done) if done else ''
-      if going:
-        text += (', ' if text else '') + f'{going} in progress'
-      return text
-    return cell
-
   counted = ('n = seeds with at least one evaluation' if budget is None else
              'n = seeds that reached the budget; runs still going are counted beside them')
   lines = ['# Comparison results', '',
            'Evaluation return of the mean (deterministic) action, mean ± std over seeds '
            f'({counted}).', '',
            '## Final return', '', 'Return at each run\'s last evaluation.', '']
-  lines += _table(groups, tasks, methods, over_finished_runs(lambda r: r.returns[-1]),
+  lines += _table(groups, tasks, methods, _over_finished(lambda r: r.returns[-1], budget),
                   side_columns)
   lines += side_note
   lines += ['', '## Area under the curve', '',
             'Trapezoid area under return vs environment steps divided by the step range: the '
             'mean return over training.', '']
   lines += _table(groups, tasks, methods,
-                  over_finished_runs(lambda r: normalised_auc(r.steps, r.returns)))
+                  _over_finished(lambda r: normalised_auc(r.steps, r.returns), budget))
   lines += ['', '## Environment steps at the last evaluation', '',
             'Runs still in progress show fewer steps than the budget.', '']
   lines += _table(groups, tasks, methods, _step_range)
@@ -263,7 +264,7 @@ def results_markdown(runs: Sequence[RunCurve], methods_order: Sequence[str],
             'Seconds of the run\'s wall-clock at its last evaluation, mean over seeds (the '
             'machine and its load are not recorded here).', '']
   lines += _table(groups, tasks, methods, _wallclock)
-  finished = [r for r in runs if reached_budget(r)]
+  finished = [r for r in runs if _reached(r, budget)]
   scope = 'runs that reached the budget' if budget is not None else 'every run'
   lines += ['', '## Head to head', '',
             f'Final return of {scope}; each pair on the seeds both have run.', '']

@@ -146,7 +146,7 @@ MUTANTS: List[Mutant] = [
            'return jnp.clip(action, -1.0, 1.0), NoiseState(state.noise, state.step)',
            'a coloured-noise actor repeats its first noise all episode', [_EXPLORATION]),
     Mutant('report_averages_runs_still_going', 'runner/report.py',
-           'done = [value(r) for r in runs if reached_budget(r)]',
+           'done = [value(r) for r in runs if _reached(r, budget)]',
            'done = [value(r) for r in runs]',
            "a run short of the budget is averaged into the tables' final returns", [_REPORT]),
 ]
