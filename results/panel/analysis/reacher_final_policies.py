@@ -1,0 +1,95 @@
+"""Re-evaluates panel runs' final policies on many reacher:easy episodes (a side measurement).
+
+The panel's protocol scores a run by the mean of 5 evaluation episodes at 100k steps. On
+reacher:easy an episode either reaches and holds the target (return ≈ 900–1000) or does not
+(≈ 0), so 5 episodes give a noisy figure. This script runs each given run's newest checkpoint
+with the evaluator's deterministic action on the same EPISODES targets (one environment seed,
+2026), so the policies are compared on identical episodes.
+
+Usage (from the repository root, with the runs' checkpoints, which are not committed):
+  MUJOCO_GL=egl .venv/bin/python results/panel/analysis/reacher_final_policies.py 50 \
+      wpo=runs/panel/runs/reacher-easy/wpo/seed_0 sac=runs/panel/runs/reacher-easy/sac/seed_0 ...
+
+`wpo` and `mpo` runs hold a `wpo_jax` Gaussian policy (the learner's online parameters, which the
+evaluator acts with); `sac` runs Acme's SAC policy (its tanh-Gaussian's mode).
+"""
+
+import glob
+import json
+import os
+import sys
+import time
+
+import agents  # noqa: F401  (dm-acme patches, before acme)
+from acme import specs
+from acme.agents.jax import sac
+from flax import serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from agents import environments
+from wpo_jax import networks
+
+TASK = 'reacher:easy'
+ENV_SEED = 2026
+HIDDEN = (256, 256)  # The panel's networks.
+
+
+def newest_learner_state(run_directory):
+  """(learner state as nested dicts, environment steps it was saved at) of the newest checkpoint."""
+  newest = sorted(glob.glob(os.path.join(run_directory, 'checkpoints', 'ckpt-*')))[-1]
+  with open(os.path.join(newest, 'commit.json')) as f:
+    steps = json.load(f)['counts']['actor_steps']
+  with open(os.path.join(newest, 'learner.msgpack'), 'rb') as f:
+    return serialization.msgpack_restore(f.read()), steps
+
+
+def deterministic_policy(method, state, spec):
+  """observation [O] -> the evaluator's action [D] in [-1, 1]."""
+  if method in ('wpo', 'mpo'):
+    policy = networks.make_networks(spec.actions.shape[0], HIDDEN, HIDDEN).policy
+    params = state['params']['policy']
+    return jax.jit(lambda o: jnp.clip(policy.apply(params, o).mode(), -1.0, 1.0))
+  if method == 'sac':
+    act = sac.apply_policy_and_sample(sac.make_networks(spec, HIDDEN), eval_mode=True)
+    params, key = state['policy_params'], jax.random.PRNGKey(0)  # The mode ignores the key.
+    return jax.jit(lambda o: jnp.clip(act(params, key, o), -1.0, 1.0))
+  raise ValueError(f'unknown method {method!r}: use wpo, mpo or sac')
+
+
+def episode_returns(act, episodes):
+  env = environments.make_environment(TASK, seed=ENV_SEED)
+  returns = []
+  for _ in range(episodes):
+    timestep, total = env.reset(), 0.0
+    while not timestep.last():
+      timestep = env.step(np.asarray(act(np.asarray(timestep.observation, np.float32))))
+      total += timestep.reward or 0.0
+    returns.append(total)
+  return np.array(returns)
+
+
+def main(argv):
+  episodes, runs = int(argv[1]), [a.split('=', 1) for a in argv[2:]]
+  spec = specs.make_environment_spec(environments.make_environment(TASK, seed=ENV_SEED))
+  reached = {}
+  for method, directory in runs:
+    start = time.time()
+    state, steps = newest_learner_state(directory)
+    returns = episode_returns(deterministic_policy(method, state, spec), episodes)
+    reached[method] = returns >= 500
+    print(f'{method} ({directory}, at {steps:.0f} steps): mean {returns.mean():.0f} ± '
+          f'{returns.std(ddof=1) / np.sqrt(episodes):.0f} (standard error) over {episodes} '
+          f'episodes; ≥ 500 in {reached[method].sum()}, < 100 in {(returns < 100).sum()}; '
+          f'{time.time() - start:.0f} s')
+  names = list(reached)
+  for i, a in enumerate(names):
+    for b in names[i + 1:]:
+      print(f'{a} vs {b}: targets reached by both {np.sum(reached[a] & reached[b])}, {a} only '
+            f'{np.sum(reached[a] & ~reached[b])}, {b} only {np.sum(~reached[a] & reached[b])}, '
+            f'neither {np.sum(~reached[a] & ~reached[b])}')
+
+
+if __name__ == '__main__':
+  main(sys.argv)
