@@ -10,8 +10,10 @@ Usage (from the repository root, with the runs' checkpoints, which are not commi
   MUJOCO_GL=egl .venv/bin/python results/panel/analysis/reacher_final_policies.py 50 \
       wpo=runs/panel/runs/reacher-easy/wpo/seed_0 sac=runs/panel/runs/reacher-easy/sac/seed_0 ...
 
-`wpo` and `mpo` runs hold a `wpo_jax` Gaussian policy (the learner's online parameters, which the
-evaluator acts with); `sac` runs Acme's SAC policy (its tanh-Gaussian's mode).
+Each run acts with the policy the harness's evaluator uses (`agents.methods.make_agent_parts`'s
+`evaluation_policy`), given the variables its learner hands the actors (WPO/MPO: the online
+policy; SAC: its policy parameters). The panel's WPO config differs from the default only in
+fields that do not change the evaluation policy's form (network sizes come from the settings).
 """
 
 import glob
@@ -22,14 +24,13 @@ import time
 
 import agents  # noqa: F401  (dm-acme patches, before acme)
 from acme import specs
-from acme.agents.jax import sac
 from flax import serialization
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from agents import environments
-from wpo_jax import networks
+from agents import methods
+from agents import wpo
 
 TASK = 'reacher:easy'
 ENV_SEED = 2026
@@ -46,16 +47,13 @@ def newest_learner_state(run_directory):
 
 
 def deterministic_policy(method, state, spec):
-  """observation [O] -> the evaluator's action [D] in [-1, 1]."""
-  if method in ('wpo', 'mpo'):
-    policy = networks.make_networks(spec.actions.shape[0], HIDDEN, HIDDEN).policy
-    params = state['params']['policy']
-    return jax.jit(lambda o: jnp.clip(policy.apply(params, o).mode(), -1.0, 1.0))
-  if method == 'sac':
-    act = sac.apply_policy_and_sample(sac.make_networks(spec, HIDDEN), eval_mode=True)
-    params, key = state['policy_params'], jax.random.PRNGKey(0)  # The mode ignores the key.
-    return jax.jit(lambda o: jnp.clip(act(params, key, o), -1.0, 1.0))
-  raise ValueError(f'unknown method {method!r}: use wpo, mpo or sac')
+  """observation [O] -> the evaluator's action [D]: the harness's own evaluation policy."""
+  settings = methods.CommonSettings(hidden_sizes=HIDDEN)
+  parts = methods.make_agent_parts(method, settings, wpo.WPOConfig(), spec, lambda: None)
+  # The variables the learner hands its actors: WPO/MPO's online policy, SAC's policy.
+  params = state['params']['policy'] if method in ('wpo', 'mpo') else state['policy_params']
+  key = jax.random.PRNGKey(0)  # The evaluation policy's mode does not use it.
+  return jax.jit(lambda o: parts.evaluation_policy(params, key, o))
 
 
 def episode_returns(act, episodes):
