@@ -117,10 +117,8 @@ def _run_with_replay(config, parts, client, checkpointer, environment) -> Dict[s
     return path
 
   with wiring.final_checkpoint(checkpoint, progress):
-    owed = wiring.unfinished_evaluation(counts_at_start, config)
-    if wiring.evaluate_first(counts_at_start):
-      evaluate()
-    elif owed:  # A stop cut the last evaluation short: its episodes, at its counts.
+    owed = wiring.owed_evaluation(counts_at_start, config)
+    if owed:  # The untrained policy's, or one a stop cut short or came before, at its counts.
       evaluate(owed)
     target = wiring.next_evaluation(steps, config)
     while target is not None:

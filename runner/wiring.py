@@ -153,7 +153,7 @@ class _CountsAtStart(loggers.Logger):
 def next_evaluation(steps: int, config: experiment.ExperimentConfig) -> Optional[int]:
   """The actor-step count of the evaluation after `steps`, capped at the budget; None at it.
 
-  A fresh run also evaluates the untrained policy first: see `evaluate_first`.
+  A fresh run also evaluates the untrained policy first: `evaluate_first`, `owed_evaluation`.
   """
   if steps >= config.num_steps:
     return None
@@ -165,13 +165,27 @@ def evaluate_first(counts: Mapping[str, float]) -> bool:
   return counts['actor_steps'] == 0 and counts[workdir_lib.EVALUATOR_EPISODES] == 0
 
 
-def unfinished_evaluation(counts: Mapping[str, float], config: experiment.ExperimentConfig) -> int:
-  """The episodes an evaluation cut short by a stop still owes: 0 after a complete one.
+def owed_evaluation(counts: Mapping[str, float], config: experiment.ExperimentConfig) -> int:
+  """The evaluation episodes a local run owes at its restored counts, played before it trains.
 
-  The local runner plays them on resume, at the restored counts, which are the cut evaluation's
-  own: nothing trains during an evaluation there. A Ray run's counts have moved on by its stop.
+  A fresh run owes the untrained policy's evaluation. A stop during an evaluation leaves the
+  checkpoint counting the episodes played: the rest is owed. A stop after training reached an
+  evaluation point but before its evaluation's first episode ended leaves that whole evaluation
+  owed (before, it was skipped and the curve lost that point). The local runner evaluates at
+  the first episode end at or past each multiple of `eval_every` and at the budget, and nothing
+  trains during an evaluation, so at `actor_steps` the evaluations due are the untrained one plus
+  one per such point reached. Exact when no episode is longer than `eval_every`; otherwise this
+  may count an evaluation that an episode spanning two points made unnecessary, and the resumed
+  run evaluates its counts once more (the curve keeps the later one: `runner.plots`).
+  A Ray run's counts move on during an evaluation: its evaluator does not use this.
   """
-  return -int(counts[workdir_lib.EVALUATOR_EPISODES]) % config.eval_episodes
+  steps, played = counts['actor_steps'], int(counts[workdir_lib.EVALUATOR_EPISODES])
+  points_reached = int(min(steps, config.num_steps) // config.eval_every)
+  if steps >= config.num_steps and config.num_steps % config.eval_every:
+    points_reached += 1  # The budget's own evaluation.
+  due = (1 + points_reached) * config.eval_episodes
+  cut_short = -played % config.eval_episodes
+  return cut_short or (config.eval_episodes if played < due else 0)
 
 
 class CheckpointTimer:

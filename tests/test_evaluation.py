@@ -76,9 +76,23 @@ def test_the_evaluations_a_run_owes_when_it_starts_or_resumes():
   # Only a fresh run evaluates the untrained policy first; a resume at 0 steps has begun it.
   assert wiring.evaluate_first(_counts(0, 0))
   assert not wiring.evaluate_first(_counts(0, 1)) and not wiring.evaluate_first(_counts(2000, 0))
-  # Episodes owed by an evaluation that a stop cut short: none after whole evaluations.
-  assert [wiring.unfinished_evaluation(_counts(2000, played), config)
-          for played in range(7)] == [0, 2, 1, 0, 2, 1, 0]
+  # The local runner: at 0 steps the untrained policy's evaluation, or what a stop left of it.
+  assert [wiring.owed_evaluation(_counts(0, played), config) for played in range(4)] == [
+      3, 2, 1, 0]
+  # Between two evaluation points (a stop while training): only the rest of a cut evaluation.
+  assert [wiring.owed_evaluation(_counts(1000, played), config) for played in (3, 4, 5)] == [
+      0, 2, 1]
+  # At an evaluation point: the rest of a cut evaluation, and a whole one where the stop came
+  # after training reached the point but before its evaluation's first episode ended (3 or 0
+  # played: the point's evaluation not begun), none once it is complete (6).
+  assert [wiring.owed_evaluation(_counts(2000, played), config)
+          for played in range(7)] == [3, 2, 1, 3, 2, 1, 0]
+  # Past a point the local runner overshot (episode ends after the multiple): the same.
+  assert [wiring.owed_evaluation(_counts(2500, played), config) for played in (3, 6)] == [3, 0]
+  # The budget (not a multiple of eval_every) is a point of its own, even when overshot.
+  for steps in (5000, 6000):
+    assert [wiring.owed_evaluation(_counts(steps, played), config)
+            for played in (9, 10, 12)] == [3, 2, 0]
   # The curve's points then follow at each eval_every, the last at the budget.
   assert [wiring.next_evaluation(steps, config) for steps in (0, 1999, 2000, 4000, 5000)] == [
       2000, 2000, 4000, 5000, None]

@@ -258,6 +258,59 @@ def test_an_evaluation_cut_short_by_sigterm_is_finished_on_resume(tmp_path):
   assert report.read_run(workdir).steps == [0, 1000]
 
 
+# The local launcher, but the run gets a SIGTERM just after training reached its first
+# evaluation point, before that evaluation begins: the moment a stop once cost a panel run its
+# 10k point. Run as a script: argv[1] is the repository, the rest run_wpo's flags.
+_STOP_BEFORE_SECOND_EVALUATION = """
+import os, signal, sys
+sys.path.insert(0, sys.argv.pop(1))
+from agents import reverb_bind
+reverb_bind.ensure_preloaded()
+from runner import process
+process.prepare()
+from runner import wiring
+evaluate, calls = wiring.Evaluator.evaluate, []
+
+def evaluate_after_a_stop(self, num_episodes=None):
+  calls.append(num_episodes)
+  if len(calls) == 2:
+    os.kill(os.getpid(), signal.SIGTERM)
+  return evaluate(self, num_episodes)
+
+wiring.Evaluator.evaluate = evaluate_after_a_stop
+from experiments import run_wpo
+run_wpo.main()
+"""
+
+
+def test_a_stop_between_training_and_its_evaluation_is_evaluated_on_resume(tmp_path):
+  """Training reached 1000 steps, then a SIGTERM came before the 1000-step evaluation's first
+  episode ended: the checkpoint holds 1000 steps and only the untrained policy's evaluation. The
+  resumed run owes that evaluation and plays it before anything else; before, it trained on (or,
+  at the budget, finished) and the curve had no point at 1000."""
+  workdir = str(tmp_path / 'run')
+  flags = ['--env=cartpole:swingup', f'--workdir={workdir}', *TINY, '--num_steps=1000',
+           '--eval_every=1000', '--eval_episodes=2']
+  driver = tmp_path / 'stop_before_second_evaluation.py'
+  driver.write_text(_STOP_BEFORE_SECOND_EVALUATION)
+  stopped = subprocess.run([sys.executable, str(driver), REPO, *flags], cwd=REPO,
+                           capture_output=True, text=True, timeout=600)
+  assert stopped.returncode != 0 and 'Checkpoint written: ' in stopped.stdout, (
+      stopped.stdout[-3000:] + stopped.stderr[-3000:])
+  counts = _manifest(workdir)['counts']
+  assert counts['actor_steps'] == 1000 and counts['evaluator_episodes'] == 2, counts
+  assert [int(float(r['actor_steps'])) for r in _rows(workdir, 'evaluator')] == [0, 0]
+
+  result = launch(workdir, '--num_steps=1000', '--eval_every=1000', '--eval_episodes=2')
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  rows = _rows(workdir, 'evaluator')
+  assert [int(float(r['actor_steps'])) for r in rows] == [0, 0, 1000, 1000]
+  assert [int(float(r['evaluator_episodes'])) for r in rows] == [1, 2, 3, 4]
+  assert report.read_run(workdir).steps == [0, 1000]
+  # Nothing trained on resume: the run was at its budget.
+  assert _manifest(workdir)['counts']['actor_steps'] == 1000
+
+
 class _Checkpoint(NamedTuple):
   learner_state: Any
   counts: Dict[str, float]
