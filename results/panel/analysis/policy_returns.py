@@ -1,14 +1,16 @@
-"""Re-evaluates panel runs' final policies on many reacher:easy episodes (a side measurement).
+"""Re-runs panel runs' policies on many common episodes of one task (a side measurement).
 
-The panel's protocol scores a run by the mean of 5 evaluation episodes at 100k steps. On
-reacher:easy an episode either reaches and holds the target (return ≈ 900–1000) or does not
-(≈ 0), so 5 episodes give a noisy figure. This script runs each given run's newest checkpoint
-with the evaluator's deterministic action on the same EPISODES targets (one environment seed,
-2026), so the policies are compared on identical episodes.
+The panel's protocol scores a run by the mean of 5 evaluation episodes. On tasks whose episodes
+either succeed or fail (reacher:easy: reach and hold the target, return ≈ 900–1000, or not, ≈ 0;
+ball_in_cup:catch alike), 5 episodes give a noisy figure. This script runs each given run's newest
+checkpoint with the evaluator's deterministic action on the same EPISODES initial states (one
+environment seed, 2026), so the policies are compared on identical episodes.
 
 Usage (from the repository root, with the runs' checkpoints, which are not committed):
-  MUJOCO_GL=egl .venv/bin/python results/panel/analysis/reacher_final_policies.py 50 \
+  MUJOCO_GL=egl .venv/bin/python results/panel/analysis/policy_returns.py reacher:easy 50 \
       wpo=runs/panel/runs/reacher-easy/wpo/seed_0 sac=runs/panel/runs/reacher-easy/sac/seed_0 ...
+A run directory's newest checkpoint is used: to measure an earlier one, point at a directory
+holding only that `checkpoints/ckpt-*` folder.
 
 Each run acts with the policy the harness's evaluator uses (`agents.methods.make_agent_parts`'s
 `evaluation_policy`), given the variables its learner hands the actors (WPO/MPO: the online
@@ -32,7 +34,6 @@ from agents import environments
 from agents import methods
 from agents import wpo
 
-TASK = 'reacher:easy'
 ENV_SEED = 2026
 HIDDEN = (256, 256)  # The panel's networks.
 
@@ -56,8 +57,8 @@ def deterministic_policy(method, state, spec):
   return jax.jit(lambda o: parts.evaluation_policy(params, key, o))
 
 
-def episode_returns(act, episodes):
-  env = environments.make_environment(TASK, seed=ENV_SEED)
+def episode_returns(task, act, episodes):
+  env = environments.make_environment(task, seed=ENV_SEED)
   returns = []
   for _ in range(episodes):
     timestep, total = env.reset(), 0.0
@@ -69,13 +70,13 @@ def episode_returns(act, episodes):
 
 
 def main(argv):
-  episodes, runs = int(argv[1]), [a.split('=', 1) for a in argv[2:]]
-  spec = specs.make_environment_spec(environments.make_environment(TASK, seed=ENV_SEED))
+  task, episodes, runs = argv[1], int(argv[2]), [a.split('=', 1) for a in argv[3:]]
+  spec = specs.make_environment_spec(environments.make_environment(task, seed=ENV_SEED))
   reached = {}
   for method, directory in runs:
     start = time.time()
     state, steps = newest_learner_state(directory)
-    returns = episode_returns(deterministic_policy(method, state, spec), episodes)
+    returns = episode_returns(task, deterministic_policy(method, state, spec), episodes)
     reached[method] = returns >= 500
     print(f'{method} ({directory}, at {steps:.0f} steps): mean {returns.mean():.0f} ± '
           f'{returns.std(ddof=1) / np.sqrt(episodes):.0f} (standard error) over {episodes} '
@@ -84,7 +85,7 @@ def main(argv):
   names = list(reached)
   for i, a in enumerate(names):
     for b in names[i + 1:]:
-      print(f'{a} vs {b}: targets reached by both {np.sum(reached[a] & reached[b])}, {a} only '
+      print(f'{a} vs {b}: episodes ≥ 500 for both {np.sum(reached[a] & reached[b])}, {a} only '
             f'{np.sum(reached[a] & ~reached[b])}, {b} only {np.sum(~reached[a] & reached[b])}, '
             f'neither {np.sum(~reached[a] & ~reached[b])}')
 
