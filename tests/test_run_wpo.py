@@ -42,9 +42,9 @@ def sigint_as_under_a_terminal() -> Iterator[None]:
     signal.signal(signal.SIGINT, previous)
 
 
-def launch(workdir, *flags, wait=True):
-  command = [sys.executable, '-m', 'experiments.run_wpo', '--env=cartpole:swingup',
-             f'--workdir={workdir}', *TINY, *flags]
+def launch(workdir, *flags, wait=True, program=('-m', 'experiments.run_wpo')):
+  command = [sys.executable, *program, '--env=cartpole:swingup', f'--workdir={workdir}', *TINY,
+             *flags]
   if not wait:
     with sigint_as_under_a_terminal():
       return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
@@ -289,19 +289,17 @@ def test_a_stop_between_training_and_its_evaluation_is_evaluated_on_resume(tmp_p
   resumed run owes that evaluation and plays it before anything else; before, it trained on (or,
   at the budget, finished) and the curve had no point at 1000."""
   workdir = str(tmp_path / 'run')
-  flags = ['--env=cartpole:swingup', f'--workdir={workdir}', *TINY, '--num_steps=1000',
-           '--eval_every=1000', '--eval_episodes=2']
+  flags = ('--num_steps=1000', '--eval_every=1000', '--eval_episodes=2')
   driver = tmp_path / 'stop_before_second_evaluation.py'
   driver.write_text(_STOP_BEFORE_SECOND_EVALUATION)
-  stopped = subprocess.run([sys.executable, str(driver), REPO, *flags], cwd=REPO,
-                           capture_output=True, text=True, timeout=600)
+  stopped = launch(workdir, *flags, program=(str(driver), REPO))
   assert stopped.returncode != 0 and 'Checkpoint written: ' in stopped.stdout, (
       stopped.stdout[-3000:] + stopped.stderr[-3000:])
   counts = _manifest(workdir)['counts']
   assert counts['actor_steps'] == 1000 and counts['evaluator_episodes'] == 2, counts
   assert [int(float(r['actor_steps'])) for r in _rows(workdir, 'evaluator')] == [0, 0]
 
-  result = launch(workdir, '--num_steps=1000', '--eval_every=1000', '--eval_episodes=2')
+  result = launch(workdir, *flags)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   rows = _rows(workdir, 'evaluator')
   assert [int(float(r['actor_steps'])) for r in rows] == [0, 0, 1000, 1000]
