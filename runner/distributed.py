@@ -98,7 +98,7 @@ def _run(config, spec, cluster: ray_cluster.Cluster, workers: List[Any]) -> Dict
     return worker
 
   counter = launch(ray_workers.CounterWorker, config,
-                   wiring.initial_counts(wiring.checkpointer(config).counts()),
+                   wiring.initial_counts(wiring.checkpointer(config).counts(), config),
                    num_cpus=0, scheduling_strategy=here)
   replay = launch(ray_workers.ReplayWorker, config, spec, cluster.reverb_port, num_cpus=0,
                   scheduling_strategy=here, env_vars=reverb_bind.preload_environment())

@@ -84,7 +84,7 @@ def _run_with_replay(config, parts, client, checkpointer, environment) -> Dict[s
   counter = counting.Counter()
   learner, restored = wiring.make_learner(config, parts, client,
                                           counting.Counter(counter, 'learner', time_delta=0.))
-  counter.increment(**wiring.initial_counts(restored.counts if restored else None))
+  counter.increment(**wiring.initial_counts(restored.counts if restored else None, config))
 
   replay_size = sum(int(t.current_size) for t in client.server_info().values())
   agent = acme_agent.Agent(
@@ -93,9 +93,7 @@ def _run_with_replay(config, parts, client, checkpointer, environment) -> Dict[s
       min_observations=max(0, parts.min_replay_size - replay_size),
       observations_per_step=parts.transitions_per_learner_step / parts.samples_per_insert)
 
-  counts_at_start = counter.get_counts()
-  steps = int(counts_at_start['actor_steps'])
-  progress = wiring.Progress(config, steps)
+  progress = wiring.Progress(config, int(counter.get_counts()['actor_steps']))
   train_loop = EnvironmentLoop(
       environment, agent, counter=counting.Counter(counter, 'actor', time_delta=0.),
       logger=_ProgressLogger(config.logger('actor'), progress, counter, evaluation=False))
@@ -105,9 +103,18 @@ def _run_with_replay(config, parts, client, checkpointer, environment) -> Dict[s
   clock = wiring.WallClock(lambda seconds: counter.increment(**{workdir_lib.WALLCLOCK: seconds}))
   timer = wiring.CheckpointTimer(config)
 
-  def evaluate(num_episodes=None):
+  def evaluate():
     clock.tick()  # Evaluation rows then carry the run's wall-clock time up to this evaluation.
-    evaluator.evaluate(num_episodes)
+    return evaluator.evaluate()
+
+  def train_to(steps: int) -> None:
+    played = int(counter.get_counts()['actor_steps'])
+    if played < steps:  # Else a point training already reached (owed after a stop, or overshot).
+      wiring.run_loop(train_loop, num_steps=steps - played)
+
+  def checkpoint_if_due() -> None:
+    if timer.due():
+      checkpoint()
 
   def checkpoint(interrupted: bool = False) -> str:
     del interrupted  # The learner is in this process: the checkpoint is written either way.
@@ -117,17 +124,8 @@ def _run_with_replay(config, parts, client, checkpointer, environment) -> Dict[s
     return path
 
   with wiring.final_checkpoint(checkpoint, progress):
-    owed = wiring.owed_evaluation(counts_at_start, config)
-    if owed:  # The untrained policy's, or one a stop cut short or came before, at its counts.
-      evaluate(owed)
-    target = wiring.next_evaluation(steps, config)
-    while target is not None:
-      wiring.run_loop(train_loop, num_steps=target - steps)
-      steps = int(counter.get_counts()['actor_steps'])
-      evaluate()
-      if timer.due():
-        checkpoint()
-      target = wiring.next_evaluation(steps, config)
+    # Nothing trains during an evaluation: it plays at the counts training reached for its point.
+    wiring.run_evaluations(config, counter, evaluate, train_to, after_each=checkpoint_if_due)
   if config.video:
     wiring.record_video(config, parts, learner)
   return {**counter.get_counts(), 'workdir': config.workdir}

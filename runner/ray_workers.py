@@ -211,14 +211,9 @@ class EvaluatorWorker:
     return True
 
   def run(self) -> None:
-    counts = self._counter.get_counts()
-    steps = int(counts['actor_steps'])
-    if wiring.evaluate_first(counts):
-      self._evaluator.evaluate()
-    target = wiring.next_evaluation(steps, self._config)
-    while target is not None:
-      while steps < target:
-        time.sleep(0.5)
-        steps = int(self._counter.get_counts()['actor_steps'])
-      self._evaluator.evaluate()
-      target = wiring.next_evaluation(steps, self._config)
+    wiring.run_evaluations(self._config, self._counter, self._evaluator.evaluate,
+                           self._wait_for_actors)
+
+  def _wait_for_actors(self, steps: int) -> None:
+    while self._counter.get_counts()['actor_steps'] < steps:
+      time.sleep(0.5)

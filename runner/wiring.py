@@ -12,7 +12,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Dict, Iterator, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Mapping, NamedTuple, Optional, Tuple
 
 from absl import logging
 import agents  # noqa: F401  (the hook that lets acme import; see agents/acme_compat.py)
@@ -54,9 +54,20 @@ def checkpointer(config: experiment.ExperimentConfig) -> checkpointing.RunCheckp
   return checkpointing.RunCheckpointer(os.path.join(config.workdir, workdir_lib.CHECKPOINTS))
 
 
-def initial_counts(restored: Optional[Mapping[str, float]]) -> Dict[str, float]:
-  """Every count at 0 (so CSV columns are stable from the first row), or the checkpoint's."""
-  return {**{key: 0 for key in workdir_lib.COUNT_KEYS}, **(restored or {})}
+def initial_counts(restored: Optional[Mapping[str, float]],
+                   config: experiment.ExperimentConfig) -> Dict[str, float]:
+  """Every count at 0 (so CSV columns are stable from the first row), or the checkpoint's.
+
+  A checkpoint written before the schedule was counted (no `EVALUATION_DUE_FROM`) gets the place
+  its whole evaluations imply: the runners then evaluated at each point in turn, the j-th
+  (from 0) at `evaluation_point(j)`.
+  """
+  counts = {**{key: 0 for key in workdir_lib.COUNT_KEYS}, **(restored or {})}
+  if restored and workdir_lib.EVALUATION_DUE_FROM not in restored:
+    finished = int(restored[workdir_lib.EVALUATOR_EPISODES]) // config.eval_episodes
+    if finished:
+      counts[workdir_lib.EVALUATION_DUE_FROM] = evaluation_point(finished - 1, config) + 1
+  return counts
 
 
 def prepare_workdir(config: experiment.ExperimentConfig) -> bool:
@@ -118,18 +129,22 @@ class Evaluator:
         environment, actor, counter=counting.Counter(counter, EVALUATOR_COUNTS, time_delta=0.),
         logger=self._logger, observers=observers)
 
-  def evaluate(self, num_episodes: Optional[int] = None) -> None:
-    """An evaluation of `num_episodes` (default `eval_episodes`) at the run's counts now.
+  def evaluate(self) -> Dict[str, float]:
+    """An evaluation (`eval_episodes` episodes) at the run's counts now.
 
+    Returns:
+      The run's counts it began at, which label its rows.
     Raises:
       Terminated: on a SIGTERM, after the episodes that had finished were logged.
     """
     self._variables.new_evaluation()
-    self._logger.start(self._counter.get_counts())
-    run_loop(self._loop, num_episodes=num_episodes or self._config.eval_episodes)
+    began = dict(self._counter.get_counts())
+    self._logger.start(began)
+    run_loop(self._loop, num_episodes=self._config.eval_episodes)
     plots.plot_learning_curve(workdir_lib.log_csv(self._config.workdir, 'evaluator'),
                               os.path.join(self._config.workdir, workdir_lib.LEARNING_CURVE),
                               self._config.title)
+    return began
 
 
 class _CountsAtStart(loggers.Logger):
@@ -150,42 +165,58 @@ class _CountsAtStart(loggers.Logger):
     self._logger.close()
 
 
-def next_evaluation(steps: int, config: experiment.ExperimentConfig) -> Optional[int]:
-  """The actor-step count of the evaluation after `steps`, capped at the budget; None at it.
+def evaluation_point(index: int, config: experiment.ExperimentConfig) -> int:
+  """The actor-step count of the run's `index`-th evaluation point (from 0): the untrained
+  policy's at 0, then each multiple of `eval_every`, the last at the budget."""
+  return min(index * config.eval_every, config.num_steps)
 
-  A fresh run also evaluates the untrained policy first: `evaluate_first`, `owed_evaluation`.
+
+def next_evaluation(counts: Mapping[str, float],
+                    config: experiment.ExperimentConfig) -> Optional[int]:
+  """The actor-step count at which the next evaluation is due, or None when all are done.
+
+  It is the first evaluation point at or past `counts[EVALUATION_DUE_FROM]`: 0 on a fresh run.
+  An evaluation that began at `actor_steps` s evaluated every point up to s (a late one — the
+  local loop's episode that spanned a point, a Ray evaluator behind the actors — stands for the
+  points it passed), so it moves the place to s + 1 (`run_evaluations`).
   """
-  if steps >= config.num_steps:
+  due_from = int(counts[workdir_lib.EVALUATION_DUE_FROM])
+  if due_from > config.num_steps:
     return None
-  return min((steps // config.eval_every + 1) * config.eval_every, config.num_steps)
+  return evaluation_point(-(-due_from // config.eval_every), config)
 
 
-def evaluate_first(counts: Mapping[str, float]) -> bool:
-  """The untrained policy is evaluated once, at step 0, before any training: the curve's start."""
-  return counts['actor_steps'] == 0 and counts[workdir_lib.EVALUATOR_EPISODES] == 0
+def run_evaluations(config: experiment.ExperimentConfig, counter: counting.Counter,
+                    evaluate: Callable[[], Mapping[str, float]],
+                    reach: Callable[[int], None],
+                    after_each: Callable[[], None] = lambda: None) -> None:
+  """Every evaluation the run has left, in order, each once the actors reach its point.
 
+  Both runners' schedule, kept in the counts alone (`EVALUATION_DUE_FROM`), so that a resume
+  continues it exactly. An evaluation that a stop cut short is dropped and played again whole at
+  the restored counts: a Ray run's learner trained on while it played, so the checkpoint need not
+  hold its policy. Taking its episodes back out of `evaluator_episodes` (the evaluator log's
+  timeline column) lets `runner.plots` drop its rows, so every point of the curve is one whole
+  evaluation of one policy. A point that training reached before a stop came is evaluated on
+  resume, not skipped.
 
-def owed_evaluation(counts: Mapping[str, float], config: experiment.ExperimentConfig) -> int:
-  """The evaluation episodes a local run owes at its restored counts, played before it trains.
-
-  A fresh run owes the untrained policy's evaluation. A stop during an evaluation leaves the
-  checkpoint counting the episodes played: the rest is owed. A stop after training reached an
-  evaluation point but before its evaluation's first episode ended leaves that whole evaluation
-  owed (before, it was skipped and the curve lost that point). The local runner evaluates at
-  the first episode end at or past each multiple of `eval_every` and at the budget, and nothing
-  trains during an evaluation, so at `actor_steps` the evaluations due are the untrained one plus
-  one per such point reached. Exact when no episode is longer than `eval_every`; otherwise this
-  may count an evaluation that an episode spanning two points made unnecessary, and the resumed
-  run evaluates its counts once more (the curve keeps the later one: `runner.plots`).
-  A Ray run's counts move on during an evaluation: its evaluator does not use this.
+  Args:
+    config: the run's cadences and budget.
+    counter: the run's counter.
+    evaluate: plays one evaluation and returns the counts it began at (`Evaluator.evaluate`).
+    reach: returns once `actor_steps` is at least its argument: the local runner trains to it,
+      a Ray evaluator waits for the actors.
+    after_each: called after each evaluation (the local runner's periodic checkpoint).
   """
-  steps, played = counts['actor_steps'], int(counts[workdir_lib.EVALUATOR_EPISODES])
-  points_reached = int(min(steps, config.num_steps) // config.eval_every)
-  if steps >= config.num_steps and config.num_steps % config.eval_every:
-    points_reached += 1  # The budget's own evaluation.
-  due = (1 + points_reached) * config.eval_episodes
-  cut_short = -played % config.eval_episodes
-  return cut_short or (config.eval_episodes if played < due else 0)
+  cut_short = int(counter.get_counts()[workdir_lib.EVALUATOR_EPISODES]) % config.eval_episodes
+  if cut_short:
+    counter.increment(**{workdir_lib.EVALUATOR_EPISODES: -cut_short})
+  while (point := next_evaluation(counter.get_counts(), config)) is not None:
+    reach(point)
+    began = evaluate()
+    counter.increment(**{workdir_lib.EVALUATION_DUE_FROM: int(began['actor_steps']) + 1 - int(
+        began[workdir_lib.EVALUATION_DUE_FROM])})
+    after_each()
 
 
 class CheckpointTimer:

@@ -44,8 +44,12 @@ LEARNER_DEVICE = 'learner_device'
 # wall-clock seconds over resumed launches; every log row written after a tick carries it.
 WALLCLOCK = 'wallclock_seconds'
 EVALUATOR_EPISODES = 'evaluator_episodes'
+# The evaluation schedule's place: the next evaluation is due at the first evaluation point at or
+# past this actor-step count (`runner.wiring.next_evaluation`); each finished evaluation moves it
+# to one past the count it began at. Checkpointed with the counts, so a resume knows it exactly.
+EVALUATION_DUE_FROM = 'evaluator_due_from'
 COUNT_KEYS = ('actor_steps', 'actor_episodes', 'learner_steps', 'learner_walltime',
-              'evaluator_steps', EVALUATOR_EPISODES, WALLCLOCK)
+              'evaluator_steps', EVALUATOR_EPISODES, EVALUATION_DUE_FROM, WALLCLOCK)
 
 
 def log_csv(workdir: str, label: str) -> str:

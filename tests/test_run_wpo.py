@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import reverb
 
+from runner import plots
 from runner import report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -234,10 +235,11 @@ def test_a_sigterm_during_start_up_stops_the_run_cleanly(tmp_path):
     assert json.load(f)['task'] == 'cartpole:swingup'
 
 
-def test_an_evaluation_cut_short_by_sigterm_is_finished_on_resume(tmp_path):
+def test_an_evaluation_cut_short_by_sigterm_is_played_again_whole_on_resume(tmp_path):
   """The checkpoint a SIGTERM writes during an evaluation counts the episodes played; the
-  resumed run plays the rest at the same counts before it trains, so the curve's point is a
-  whole evaluation again. Before, it stayed at the episodes played."""
+  resumed run takes them back and plays the evaluation again whole at the same counts before it
+  trains, so the curve's point is one whole evaluation. (Once the cut one stayed at the episodes
+  played; then its rest was played, a policy of its own in a Ray run.)"""
   workdir = str(tmp_path / 'run')
   flags = ('--num_steps=1000', '--eval_every=1000', '--eval_episodes=4')
   process = launch(workdir, *flags, wait=False)
@@ -252,9 +254,17 @@ def test_an_evaluation_cut_short_by_sigterm_is_finished_on_resume(tmp_path):
 
   result = launch(workdir, *flags)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-  rows = _rows(workdir, 'evaluator')
-  assert [int(float(r['actor_steps'])) for r in rows] == [0] * 4 + [1000] * 4
-  assert [int(float(r['evaluator_episodes'])) for r in rows] == list(range(1, 9))
+  rows, played = _rows(workdir, 'evaluator'), int(stopped['evaluator_episodes'])
+  assert [int(float(r['actor_steps'])) for r in rows] == [0] * (played + 4) + [1000] * 4
+  # Numbered anew from the last whole evaluation: the log's timeline drops the cut one's rows.
+  assert [int(float(r['evaluator_episodes'])) for r in rows] == [
+      *range(1, played + 1), *range(1, 9)]
+  curve = plots.aggregate(plots.read_returns(os.path.join(workdir, 'logs', 'evaluator',
+                                                          'logs.csv')))
+  assert curve.steps == [0, 1000] and curve.counts == [4, 4]
+  assert [round(m, 6) for m in curve.means] == [
+      round(sum(float(r[plots.RETURN_COLUMN]) for r in whole) / 4, 6)
+      for whole in (rows[played:played + 4], rows[played + 4:])]
   assert report.read_run(workdir).steps == [0, 1000]
 
 
@@ -271,11 +281,11 @@ process.prepare()
 from runner import wiring
 evaluate, calls = wiring.Evaluator.evaluate, []
 
-def evaluate_after_a_stop(self, num_episodes=None):
-  calls.append(num_episodes)
+def evaluate_after_a_stop(self):
+  calls.append(self)
   if len(calls) == 2:
     os.kill(os.getpid(), signal.SIGTERM)
-  return evaluate(self, num_episodes)
+  return evaluate(self)
 
 wiring.Evaluator.evaluate = evaluate_after_a_stop
 from experiments import run_wpo
@@ -297,6 +307,8 @@ def test_a_stop_between_training_and_its_evaluation_is_evaluated_on_resume(tmp_p
       stopped.stdout[-3000:] + stopped.stderr[-3000:])
   counts = _manifest(workdir)['counts']
   assert counts['actor_steps'] == 1000 and counts['evaluator_episodes'] == 2, counts
+  # The schedule's place: only the evaluation that began at 0 is done.
+  assert counts['evaluator_due_from'] == 1, counts
   assert [int(float(r['actor_steps'])) for r in _rows(workdir, 'evaluator')] == [0, 0]
 
   result = launch(workdir, *flags)
