@@ -17,6 +17,7 @@ import reverb
 
 from agents import environments
 from agents import reverb_bind
+from runner import evaluation_schedule
 from runner import experiment
 from runner import wiring
 from runner import workdir as workdir_lib
@@ -125,7 +126,7 @@ def _run_with_replay(config, parts, client, checkpointer, environment) -> Dict[s
 
   with wiring.final_checkpoint(checkpoint, progress):
     # Nothing trains during an evaluation: it plays at the counts training reached for its point.
-    wiring.run_evaluations(config, counter, evaluate, train_to, after_each=checkpoint_if_due)
+    evaluation_schedule.run_evaluations(config, counter, evaluate, train_to, after_each=checkpoint_if_due)
   if config.video:
     wiring.record_video(config, parts, learner)
   return {**counter.get_counts(), 'workdir': config.workdir}

@@ -22,6 +22,7 @@ import reverb
 from agents import acme_compat
 from agents import environments
 from agents import reverb_bind
+from runner import evaluation_schedule
 from runner import experiment
 from runner import ray_cluster
 from runner import wiring
@@ -211,7 +212,7 @@ class EvaluatorWorker:
     return True
 
   def run(self) -> None:
-    wiring.run_evaluations(self._config, self._counter, self._evaluator.evaluate,
+    evaluation_schedule.run_evaluations(self._config, self._counter, self._evaluator.evaluate,
                            self._wait_for_actors)
 
   def _wait_for_actors(self, steps: int) -> None:

@@ -45,7 +45,7 @@ LEARNER_DEVICE = 'learner_device'
 WALLCLOCK = 'wallclock_seconds'
 EVALUATOR_EPISODES = 'evaluator_episodes'
 # The evaluation schedule's place: the next evaluation is due at the first evaluation point at or
-# past this actor-step count (`runner.wiring.next_evaluation`); each finished evaluation moves it
+# past this actor-step count (`runner.evaluation_schedule`); each finished evaluation moves it
 # to one past the count it began at. Checkpointed with the counts, so a resume knows it exactly.
 EVALUATION_DUE_FROM = 'evaluator_due_from'
 COUNT_KEYS = ('actor_steps', 'actor_episodes', 'learner_steps', 'learner_walltime',

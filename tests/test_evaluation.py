@@ -15,6 +15,7 @@ import jax
 from agents import environments
 from agents import methods
 from agents import wpo
+from runner import evaluation_schedule
 from runner import experiment
 from runner import plots
 from runner import wiring
@@ -79,16 +80,16 @@ LOCAL_CURVE = {0: 3, 2000: 3, 4000: 3, 5000: 3}
 
 def test_the_next_evaluation_is_the_first_point_at_or_past_the_schedules_place():
   due_from = (0, 1, 1999, 2000, 2001, 4000, 4001, 5000, 5001, 9000)
-  assert [wiring.next_evaluation({'evaluator_due_from': d}, CONFIG) for d in due_from] == [
+  assert [evaluation_schedule.next_evaluation({'evaluator_due_from': d}, CONFIG) for d in due_from] == [
       0, 2000, 2000, 2000, 4000, 4000, 5000, 5000, None, None]
   # A budget that is a multiple of eval_every is its last multiple's point, not a second one.
   at_a_multiple = dataclasses.replace(CONFIG, num_steps=4000)
-  assert [wiring.next_evaluation({'evaluator_due_from': d}, at_a_multiple)
+  assert [evaluation_schedule.next_evaluation({'evaluator_due_from': d}, at_a_multiple)
           for d in (2001, 4000, 4001)] == [4000, 4000, None]
 
 
 class _SimulatedRun:
-  """`wiring.run_evaluations` with the runner's parts faked: the counter is an Acme Counter, the
+  """`evaluation_schedule.run_evaluations` with the runner's parts faked: the counter is an Acme Counter, the
   actors take `episode_steps` a training episode, and while an evaluation plays, the actors take
   `steps_meanwhile` more per evaluation episode (0 in the local runner; a Ray run's go on).
 
@@ -125,7 +126,7 @@ class _SimulatedRun:
 
   def run(self):
     try:
-      wiring.run_evaluations(CONFIG, self.counter, self._evaluate, self._reach)
+      evaluation_schedule.run_evaluations(CONFIG, self.counter, self._evaluate, self._reach)
     except wiring.Terminated:
       return self.counter.get_counts()
     return None
