@@ -126,7 +126,8 @@ def _run_with_replay(config, parts, client, checkpointer, environment) -> Dict[s
 
   with wiring.final_checkpoint(checkpoint, progress):
     # Nothing trains during an evaluation: it plays at the counts training reached for its point.
-    evaluation_schedule.run_evaluations(config, counter, evaluate, train_to, after_each=checkpoint_if_due)
+    evaluation_schedule.run_evaluations(config, counter, evaluate, train_to,
+                                        after_each=checkpoint_if_due)
   if config.video:
     wiring.record_video(config, parts, learner)
   return {**counter.get_counts(), 'workdir': config.workdir}

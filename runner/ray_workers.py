@@ -213,7 +213,7 @@ class EvaluatorWorker:
 
   def run(self) -> None:
     evaluation_schedule.run_evaluations(self._config, self._counter, self._evaluator.evaluate,
-                           self._wait_for_actors)
+                                        self._wait_for_actors)
 
   def _wait_for_actors(self, steps: int) -> None:
     while self._counter.get_counts()['actor_steps'] < steps:

@@ -1,7 +1,7 @@
 """The pieces of a run, built once for both runners: `runner.local` and `runner.distributed`.
 
-Learner (+ restore from the workdir's checkpoint), actors, the evaluator and its loop, the
-evaluation and checkpoint cadences, the counts (wall-clock included), the progress bar, the final
+Learner (+ restore from the workdir's checkpoint), actors, the evaluator and its loop (when it
+evaluates: `runner.evaluation_schedule`), the checkpoint cadence, the counts (wall-clock included), the progress bar, the final
 checkpoint on completion or Ctrl-C, and the video. The local runner calls them in one process; the
 Ray workers each wrap the ones they need, with Ray handles standing in for the learner (a
 `VariableSource`) and the counter (a `Counter`).
@@ -28,9 +28,9 @@ from agents import checkpointing
 from agents import environments
 from agents import policy_stats
 from agents import video
-from runner import plots
 from runner import evaluation_schedule
 from runner import experiment
+from runner import plots
 from runner import workdir as workdir_lib
 
 # Evaluation and video environments use seeds far from the training ones.
@@ -134,7 +134,7 @@ class Evaluator:
       Terminated: on a SIGTERM, after the episodes that had finished were logged.
     """
     self._variables.new_evaluation()
-    began = dict(self._counter.get_counts())
+    began = self._counter.get_counts()
     self._logger.start(began)
     run_loop(self._loop, num_episodes=self._config.eval_episodes)
     plots.plot_learning_curve(workdir_lib.log_csv(self._config.workdir, 'evaluator'),

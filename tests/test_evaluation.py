@@ -80,7 +80,8 @@ LOCAL_CURVE = {0: 3, 2000: 3, 4000: 3, 5000: 3}
 
 def test_the_next_evaluation_is_the_first_point_at_or_past_the_schedules_place():
   due_from = (0, 1, 1999, 2000, 2001, 4000, 4001, 5000, 5001, 9000)
-  assert [evaluation_schedule.next_evaluation({'evaluator_due_from': d}, CONFIG) for d in due_from] == [
+  assert [evaluation_schedule.next_evaluation({'evaluator_due_from': d}, CONFIG)
+          for d in due_from] == [
       0, 2000, 2000, 2000, 4000, 4000, 5000, 5000, None, None]
   # A budget that is a multiple of eval_every is its last multiple's point, not a second one.
   at_a_multiple = dataclasses.replace(CONFIG, num_steps=4000)
@@ -89,9 +90,10 @@ def test_the_next_evaluation_is_the_first_point_at_or_past_the_schedules_place()
 
 
 class _SimulatedRun:
-  """`evaluation_schedule.run_evaluations` with the runner's parts faked: the counter is an Acme Counter, the
-  actors take `episode_steps` a training episode, and while an evaluation plays, the actors take
-  `steps_meanwhile` more per evaluation episode (0 in the local runner; a Ray run's go on).
+  """`evaluation_schedule.run_evaluations` with the runner's parts faked: the counter is an Acme
+  Counter, the actors take `episode_steps` a training episode, and while an evaluation plays,
+  the actors take `steps_meanwhile` more per evaluation episode (0 in the local runner; a Ray
+  run's go on).
 
   Events are each evaluation episode (before it ends) and each return from `reach`; at event
   `stop_at` a SIGTERM stops the run, as `wiring.Terminated`. The runners' final checkpoint then
@@ -114,7 +116,8 @@ class _SimulatedRun:
     for _ in range(CONFIG.eval_episodes):
       self._event()
       # Ray's actors stop at the budget.
-      meanwhile = min(self._meanwhile, max(0, CONFIG.num_steps - self.counter.get_counts()['actor_steps']))
+      left = CONFIG.num_steps - self.counter.get_counts()['actor_steps']
+      meanwhile = min(self._meanwhile, max(0, left))
       counts = self.counter.increment(evaluator_episodes=1, actor_steps=meanwhile)
       self.rows.append((began['actor_steps'], counts['evaluator_episodes']))
     return began
