@@ -1,10 +1,10 @@
 """The pieces of a run, built once for both runners: `runner.local` and `runner.distributed`.
 
 Learner (+ restore from the workdir's checkpoint), actors, the evaluator and its loop (when it
-evaluates: `runner.evaluation_schedule`), the checkpoint cadence, the counts (wall-clock included), the progress bar, the final
-checkpoint on completion or Ctrl-C, and the video. The local runner calls them in one process; the
-Ray workers each wrap the ones they need, with Ray handles standing in for the learner (a
-`VariableSource`) and the counter (a `Counter`).
+evaluates: `runner.evaluation_schedule`), the checkpoint cadence, the counts (wall-clock
+included), the progress bar, the final checkpoint on completion or Ctrl-C, and the video. The
+local runner calls them in one process; the Ray workers each wrap the ones they need, with Ray
+handles standing in for the learner (a `VariableSource`) and the counter (a `Counter`).
 """
 
 import contextlib
