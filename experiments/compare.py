@@ -14,8 +14,10 @@ Re-running with the same --workdir resumes: a run with a DONE marker for at leas
 skipped; any other resumes from its last checkpoint (a larger --num_steps extends finished runs).
 After every run the reports are rebuilt from all runs' logs (`runner/report.py`):
 `results.csv`, `results.md` and `plots/<task>.png`; `--report_only` rebuilds them alone (e.g. with
-newer report code over runs made by an earlier commit). All input is checked before anything
-runs.
+newer report code over runs made by an earlier commit). `--results_dir` keeps a copy to commit
+(`runner/results_dir.py`: finished runs without their checkpoints, and the reports), updated
+after every run; its finished runs seed a workdir that lacks them, so a comparison resumes on
+another machine from what was committed. All input is checked before anything runs.
 
 `--policy=mixture|tanh_gaussian` (with `--num_components`) gives WPO another policy head; MPO
 stays Gaussian. Presets (`experiments/compare_presets.py`): `smoke` (seconds per run, for tests),

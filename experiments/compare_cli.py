@@ -23,6 +23,7 @@ from runner import experiment
 from runner import local
 from runner import method_variants
 from runner import report
+from runner import results_dir as results_dir_lib
 from runner import workdir as workdir_lib
 
 
@@ -49,6 +50,11 @@ _SAMPLES_PER_INSERT = flags.DEFINE_float(
 _CHECKPOINT_MINUTES = flags.DEFINE_float('checkpoint_every_minutes', 5.0,
                                          'Wall-clock minutes between checkpoints of a run.')
 _PROGRESS = flags.DEFINE_bool('progress', False, 'Show a progress bar per run.')
+_RESULTS_DIR = flags.DEFINE_string(
+    'results_dir', None, 'Optional directory to commit (`runner/results_dir.py`): after every '
+    'run, the finished runs\' settings, evaluator logs, learning curves and DONE markers and the '
+    'reports are copied there (no checkpoints); finished runs found there and missing from '
+    '--workdir are copied into it first, so a fresh workdir resumes the committed comparison.')
 _REPORT_ONLY = flags.DEFINE_bool(
     'report_only', False, 'Only rebuild results.csv, results.md and plots/ from the runs in '
     '--workdir (finished or not), with the preset and flags that made them; trains nothing.')
@@ -74,6 +80,7 @@ class Plan:
   runs: Tuple[Run, ...]
   checkpoint_every_minutes: float
   progress: bool
+  results_dir: Optional[str] = None
 
 
 def _ints(flag, values: Sequence[str]) -> Tuple[int, ...]:
@@ -189,13 +196,46 @@ def make_plan() -> Plan:
                for s in preset.seeds for t in preset.tasks for m in preset.methods)
   for run in runs:
     _check_existing(run, run_settings(preset, run.method, run.task, run.seed))
-  return Plan(workdir, preset, runs, _CHECKPOINT_MINUTES.value, _PROGRESS.value)
+  results_dir = _results_dir(workdir, preset, runs)
+  return Plan(workdir, preset, runs, _CHECKPOINT_MINUTES.value, _PROGRESS.value, results_dir)
 
 
-def finished_steps(directory: str) -> Optional[int]:
-  """The budget a run was finished with (its DONE marker), or None."""
+def _results_dir(workdir: str, preset: compare_presets.Preset,
+                 runs: Sequence[Run]) -> Optional[str]:
+  """--results_dir, checked against the plan and the workdir; None without the flag."""
+  if not _RESULTS_DIR.value:
+    return None
+  results_dir = os.path.abspath(os.path.expanduser(_RESULTS_DIR.value))
+  if os.path.exists(results_dir) and not os.path.isdir(results_dir):
+    raise UsageError(f'--results_dir={results_dir} exists and is not a directory.')
+  if results_dir == workdir:
+    raise UsageError('--results_dir must differ from --workdir: it is a copy of its finished runs.')
+  for run in runs:
+    copy = os.path.join(results_dir, os.path.relpath(run.directory, workdir))
+    done_at = finished_steps(copy, results_dir_lib.DONE_COPY)
+    if done_at is None:
+      continue
+    changed = workdir_lib.changed_settings(copy, run_settings(preset, run.method, run.task,
+                                                              run.seed))
+    if changed:
+      raise UsageError(f'{copy} holds a run with different settings ({changed}); use another '
+                       '--results_dir, or the preset and flags that made it.')
+    if done_at < preset.num_steps:
+      raise UsageError(f'{copy} finished at {done_at} steps, fewer than --num_steps='
+                       f'{preset.num_steps}, and a results directory holds no checkpoints to '
+                       'extend it from: use the workdir that made it, or its budget.')
+  clashes = results_dir_lib.conflicts(results_dir, workdir)
+  if clashes:
+    raise UsageError('--results_dir and --workdir disagree about these runs; keep one copy of '
+                     'each (move the other away): ' +
+                     '; '.join(f'{run}: {why}' for run, why in sorted(clashes.items())))
+  return results_dir
+
+
+def finished_steps(directory: str, marker: str = workdir_lib.DONE) -> Optional[int]:
+  """The budget a run was finished with (its DONE marker, named `marker`), or None."""
   try:
-    with open(os.path.join(directory, workdir_lib.DONE)) as f:
+    with open(os.path.join(directory, marker)) as f:
       return int(json.load(f)['num_steps'])
   except (OSError, ValueError, KeyError, TypeError):
     return None
@@ -231,8 +271,12 @@ def train_run(plan: Plan, run: Run) -> Dict[str, Any]:
 
 
 def _write_reports(plan: Plan) -> None:
+  """Rebuilds the workdir's reports, and copies them and its finished runs to --results_dir."""
   report.write_reports(plan.workdir, method_variants.report_order(plan.preset.methods),
                        plan.preset.num_steps)
+  if plan.results_dir:
+    for run in results_dir_lib.export_finished(plan.workdir, plan.results_dir):
+      print(f'Copied {run} to {plan.results_dir}', flush=True)
 
 
 def run_all(plan: Plan) -> List[Tuple[Run, str]]:
@@ -257,6 +301,14 @@ def run_all(plan: Plan) -> List[Tuple[Run, str]]:
   return failures
 
 
+def _adopt(plan: Plan) -> None:
+  """Copies --results_dir's finished runs that the workdir lacks into it."""
+  if plan.results_dir and os.path.isdir(plan.results_dir):
+    adopted = results_dir_lib.adopt_finished(plan.results_dir, plan.workdir)
+    if adopted:
+      print(f'{len(adopted)} finished runs copied from {plan.results_dir}', flush=True)
+
+
 def main(argv):
   if len(argv) > 1:
     sys.exit(f'error: unexpected arguments {argv[1:]}; every input is a --flag.')
@@ -267,10 +319,12 @@ def main(argv):
   if _REPORT_ONLY.value:
     if not os.path.isdir(plan.workdir):
       sys.exit(f'error: --report_only: {plan.workdir} is not a comparison workdir.')
+    _adopt(plan)
     _write_reports(plan)
     print(f'Results: {os.path.join(plan.workdir, "results.md")}, results.csv, plots/')
     return
   os.makedirs(plan.workdir, exist_ok=True)
+  _adopt(plan)
   try:
     failures = run_all(plan)
   except KeyboardInterrupt:

@@ -338,3 +338,47 @@ def test_panel_gives_every_method_the_same_data():
     assert sgd_steps / env_steps == 0.5, method
     if method != 'sac':
       assert built.policy_layers == built.critic_layers == (256, 256), method
+
+
+def test_results_dir_holds_finished_runs_and_resumes_a_fresh_workdir(tmp_path):
+  workdir, results = tmp_path / 'comparison', tmp_path / 'committed'
+  result = _compare(workdir, '--preset=smoke', '--methods=wpo', f'--results_dir={results}')
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  run = os.path.join('runs', 'cartpole-swingup', 'wpo', 'seed_0')
+  assert 'Copied runs/cartpole-swingup/wpo/seed_0' in result.stdout
+  assert sorted(os.listdir(results / run)) == sorted(
+      ['run.json', 'evaluator_logs.csv', 'learning_curve.png', 'DONE.json'])
+  assert (results / run / 'DONE.json').read_bytes() == (workdir / run / 'DONE').read_bytes()
+  assert (results / 'results.md').read_text() == (workdir / 'results.md').read_text()
+  _check_smoke_outputs(results, ['wpo'])
+
+  # A fresh workdir (another machine) starts from the committed runs: nothing is trained again,
+  # and its reports, rebuilt from the copies, are the same.
+  fresh = tmp_path / 'fresh'
+  result = _compare(fresh, '--preset=smoke', '--methods=wpo', f'--results_dir={results}')
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  assert '1 finished runs copied from' in result.stdout
+  assert 'wpo on cartpole:swingup, seed 0: skipped, finished earlier (1000 steps)' in result.stdout
+  assert (fresh / 'results.md').read_text() == (results / 'results.md').read_text()
+  assert (fresh / 'results.csv').read_text() == (results / 'results.csv').read_text()
+  assert not (fresh / run / workdir_lib.CHECKPOINTS).exists()
+
+  # Input the results directory cannot serve is refused before anything runs.
+  for name, flags, message in [
+      ('other_settings', ['--hidden_sizes=16'], 'holds a run with different settings'),
+      ('longer', ['--num_steps=2000'], 'finished at 1000 steps, fewer than --num_steps=2000'),
+      ('same', [], '--results_dir must differ from --workdir')]:
+    target = results if name == 'same' else tmp_path / name
+    result = _compare(target, '--preset=smoke', '--methods=wpo', f'--results_dir={results}',
+                      *flags)
+    assert result.returncode != 0 and message in result.stderr, (name, result.stderr[-2000:])
+    assert name == 'same' or not target.exists()
+  os.remove(workdir / run / 'DONE')
+  committed = (results / run / 'DONE.json').stat().st_mtime_ns
+  result = _compare(workdir, '--preset=smoke', '--methods=wpo', f'--results_dir={results}')
+  assert result.returncode != 0
+  assert ('disagree about these runs; keep one copy of each (move the other away): '
+          'runs/cartpole-swingup/wpo/seed_0: unfinished in the workdir, finished in the '
+          'results directory') in result.stderr
+  assert 'training' not in result.stdout
+  assert (results / run / 'DONE.json').stat().st_mtime_ns == committed
