@@ -318,7 +318,10 @@ def main(argv):
     sys.exit(f'error: {error}')
   if _REPORT_ONLY.value:
     if not os.path.isdir(plan.workdir):
-      sys.exit(f'error: --report_only: {plan.workdir} is not a comparison workdir.')
+      if not (plan.results_dir and os.path.isdir(plan.results_dir)):
+        sys.exit(f'error: --report_only: {plan.workdir} is not a comparison workdir, and no '
+                 '--results_dir names one to start it from.')
+      os.makedirs(plan.workdir)
     _adopt(plan)
     _write_reports(plan)
     print(f'Results: {os.path.join(plan.workdir, "results.md")}, results.csv, plots/')

@@ -362,6 +362,14 @@ def test_results_dir_holds_finished_runs_and_resumes_a_fresh_workdir(tmp_path):
   assert (fresh / 'results.md').read_text() == (results / 'results.md').read_text()
   assert (fresh / 'results.csv').read_text() == (results / 'results.csv').read_text()
   assert not (fresh / run / workdir_lib.CHECKPOINTS).exists()
+  # --report_only seeds a workdir that does not exist yet, and trains nothing.
+  seeded = tmp_path / 'seeded'
+  result = _compare(seeded, '--preset=smoke', '--methods=wpo', f'--results_dir={results}',
+                    '--report_only')
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  assert 'training' not in result.stdout
+  assert (seeded / run / 'DONE').read_bytes() == (results / run / 'DONE.json').read_bytes()
+  assert (seeded / 'results.md').read_text() == (results / 'results.md').read_text()
 
   # Input the results directory cannot serve is refused before anything runs.
   for name, flags, message in [
