@@ -206,39 +206,12 @@ def _results_dir(workdir: str, preset: compare_presets.Preset,
   if not _RESULTS_DIR.value:
     return None
   results_dir = os.path.abspath(os.path.expanduser(_RESULTS_DIR.value))
-  if os.path.exists(results_dir) and not os.path.isdir(results_dir):
-    raise UsageError(f'--results_dir={results_dir} exists and is not a directory.')
-  if results_dir == workdir:
-    raise UsageError('--results_dir must differ from --workdir: it is a copy of its finished runs.')
-  for run in runs:
-    copy = os.path.join(results_dir, os.path.relpath(run.directory, workdir))
-    done_at = finished_steps(copy, results_dir_lib.DONE_COPY)
-    if done_at is None:
-      continue
-    changed = workdir_lib.changed_settings(copy, run_settings(preset, run.method, run.task,
-                                                              run.seed))
-    if changed:
-      raise UsageError(f'{copy} holds a run with different settings ({changed}); use another '
-                       '--results_dir, or the preset and flags that made it.')
-    if done_at < preset.num_steps:
-      raise UsageError(f'{copy} finished at {done_at} steps, fewer than --num_steps='
-                       f'{preset.num_steps}, and a results directory holds no checkpoints to '
-                       'extend it from: use the workdir that made it, or its budget.')
-  clashes = results_dir_lib.conflicts(results_dir, workdir)
-  if clashes:
-    raise UsageError('--results_dir and --workdir disagree about these runs; keep one copy of '
-                     'each (move the other away): ' +
-                     '; '.join(f'{run}: {why}' for run, why in sorted(clashes.items())))
-  return results_dir
-
-
-def finished_steps(directory: str, marker: str = workdir_lib.DONE) -> Optional[int]:
-  """The budget a run was finished with (its DONE marker, named `marker`), or None."""
+  settings = {run.directory: run_settings(preset, run.method, run.task, run.seed) for run in runs}
   try:
-    with open(os.path.join(directory, marker)) as f:
-      return int(json.load(f)['num_steps'])
-  except (OSError, ValueError, KeyError, TypeError):
-    return None
+    results_dir_lib.check(results_dir, workdir, settings, preset.num_steps)
+  except ValueError as error:
+    raise UsageError(str(error)) from None
+  return results_dir
 
 
 def make_experiment(plan: Plan, run: Run) -> experiment.ExperimentConfig:
@@ -284,7 +257,7 @@ def run_all(plan: Plan) -> List[Tuple[Run, str]]:
   failures = []
   for index, run in enumerate(plan.runs, 1):
     name = f'[{index}/{len(plan.runs)}] {run.method} on {run.task}, seed {run.seed}'
-    done_at = finished_steps(run.directory)
+    done_at = workdir_lib.finished_steps(run.directory)
     if done_at is not None and done_at >= plan.preset.num_steps:
       print(f'{name}: skipped, finished earlier ({done_at} steps)', flush=True)
       continue

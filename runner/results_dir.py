@@ -15,7 +15,7 @@ where the committed results stop. Other files there (a README, analyses) are lef
 
 import glob
 import os
-from typing import Dict, List
+from typing import Any, Dict, List, Mapping
 
 from agents import atomic_files
 from runner import workdir as workdir_lib
@@ -113,3 +113,36 @@ def export_finished(workdir: str, results_dir: str) -> List[str]:
     atomic_files.atomic_write(os.path.join(results_dir, PLOTS, os.path.basename(plot)),
                               _read(plot))
   return exported
+
+
+def check(results_dir: str, workdir: str, settings: Mapping[str, Dict[str, Any]],
+          num_steps: int) -> None:
+  """Raises ValueError, naming the run and the fix, where `results_dir` cannot serve a plan.
+
+  Args:
+    results_dir, workdir: the two directories (absolute paths).
+    settings: {run directory in `workdir`: its run.json settings} for every run of the plan.
+    num_steps: the plan's budget.
+  """
+  if os.path.exists(results_dir) and not os.path.isdir(results_dir):
+    raise ValueError(f'--results_dir={results_dir} exists and is not a directory.')
+  if results_dir == workdir:
+    raise ValueError('--results_dir must differ from --workdir: it is a copy of its finished runs.')
+  for directory, run_settings in settings.items():
+    copy = os.path.join(results_dir, os.path.relpath(directory, workdir))
+    done_at = workdir_lib.finished_steps(copy, DONE_COPY)
+    if done_at is None:
+      continue
+    changed = workdir_lib.changed_settings(copy, run_settings)
+    if changed:
+      raise ValueError(f'{copy} holds a run with different settings ({changed}); use another '
+                       '--results_dir, or the preset and flags that made it.')
+    if done_at < num_steps:
+      raise ValueError(f'{copy} finished at {done_at} steps, fewer than --num_steps={num_steps}, '
+                       'and a results directory holds no checkpoints to extend it from: use the '
+                       'workdir that made it, or its budget.')
+  clashes = conflicts(results_dir, workdir)
+  if clashes:
+    raise ValueError('--results_dir and --workdir disagree about these runs; keep one copy of '
+                     'each (move the other away): ' +
+                     '; '.join(f'{run}: {why}' for run, why in sorted(clashes.items())))

@@ -57,6 +57,15 @@ def log_csv(workdir: str, label: str) -> str:
   return os.path.join(workdir, LOGS, label, LOG_FILE)
 
 
+def finished_steps(directory: str, marker: str = DONE) -> Optional[int]:
+  """The budget a comparison run was finished with (its DONE marker, named `marker`), or None."""
+  try:
+    with open(os.path.join(directory, marker)) as f:
+      return int(json.load(f)['num_steps'])
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
+
+
 def run_settings(method: str, task: str, seed: int, eval_every: int, eval_episodes: int,
                  wpo_config: Any = None, shared_settings: Any = None) -> Dict[str, Any]:
   """run.json's content: JSON types only (tuples become lists), as read back from the file.

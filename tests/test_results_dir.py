@@ -2,6 +2,9 @@
 
 import json
 import os
+import re
+
+import pytest
 
 from runner import report
 from runner import results_dir
@@ -94,3 +97,35 @@ def test_conflicts_name_runs_the_two_directories_disagree_on(tmp_path):
           'unfinished in the workdir, finished in the results directory',
       'runs/cartpole-swingup/wpo/seed_2': 'finished in both, with different DONE markers'}
   assert results_dir.conflicts(str(results), str(tmp_path / 'absent')) == {}
+
+
+def test_check_names_what_a_results_directory_cannot_serve(tmp_path):
+  workdir, results = str(tmp_path / 'work'), str(tmp_path / 'results')
+  directory = _make_run(workdir, 'cartpole:swingup', 'wpo', 0, done_steps=1000)
+  results_dir.export_finished(workdir, results)
+  fresh = str(tmp_path / 'fresh')
+  plan = {report.run_directory(fresh, 'cartpole:swingup', 'wpo', 0):
+          {'method': 'wpo', 'task': 'cartpole:swingup', 'seed': 0}}
+  results_dir.check(results, fresh, plan, num_steps=1000)  # Serves it: no error.
+  for settings, steps, message in [
+      ({'method': 'wpo', 'task': 'cartpole:swingup', 'seed': 3}, 1000,
+       "holds a run with different settings (['seed'])"),
+      (None, 2000, 'finished at 1000 steps, fewer than --num_steps=2000')]:
+    run_plan = {d: settings or s for d, s in plan.items()}
+    with pytest.raises(ValueError, match=re.escape(message)):
+      results_dir.check(results, fresh, run_plan, num_steps=steps)
+  with pytest.raises(ValueError, match='must differ from --workdir'):
+    results_dir.check(results, results, {}, num_steps=1000)
+  with pytest.raises(ValueError, match='exists and is not a directory'):
+    results_dir.check(os.path.join(directory, 'run.json'), fresh, {}, num_steps=1000)
+  os.remove(os.path.join(directory, workdir_lib.DONE))
+  with pytest.raises(ValueError, match='runs/cartpole-swingup/wpo/seed_0: unfinished in the work'):
+    results_dir.check(results, workdir, {}, num_steps=1000)
+
+
+def test_finished_steps_reads_the_done_marker_or_none(tmp_path):
+  directory = _make_run(tmp_path, 'cartpole:swingup', 'wpo', 0, done_steps=1000)
+  assert workdir_lib.finished_steps(directory) == 1000
+  assert workdir_lib.finished_steps(str(tmp_path)) is None
+  _write(os.path.join(directory, workdir_lib.DONE), '{"num_steps": ')  # Torn: not finished.
+  assert workdir_lib.finished_steps(directory) is None
