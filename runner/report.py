@@ -34,6 +34,7 @@ from runner import published
 from runner import workdir as workdir_lib
 
 RESULTS_COLUMNS = ('method', 'task', 'seed', 'env_steps', 'eval_return', workdir_lib.WALLCLOCK)
+RESULTS_CSV, RESULTS_MD, PLOTS = 'results.csv', 'results.md', 'plots'
 
 
 class RunCurve(NamedTuple):
@@ -51,6 +52,11 @@ class RunCurve(NamedTuple):
 def run_directory(workdir: str, task: str, method: str, seed: int) -> str:
   """Where a run lives. ':' is replaced because it is not portable in file names."""
   return os.path.join(workdir, 'runs', task_slug(task), method, f'seed_{seed}')
+
+
+def run_directories(workdir: str) -> List[str]:
+  """Every run directory under `workdir` (a comparison workdir or a results directory)."""
+  return glob.glob(os.path.join(workdir, 'runs', '*', '*', 'seed_*'))  # run_directory's layout.
 
 
 def task_slug(task: str) -> str:
@@ -80,7 +86,7 @@ def read_run(directory: str) -> Optional[RunCurve]:
 
 def read_runs(workdir: str) -> List[RunCurve]:
   """Every run under `workdir/runs` with at least one evaluation, by task, method, seed."""
-  found = (read_run(d) for d in glob.glob(os.path.join(workdir, 'runs', '*', '*', 'seed_*')))
+  found = (read_run(d) for d in run_directories(workdir))
   return sorted((r for r in found if r is not None), key=lambda r: (r.task, r.method, r.seed))
 
 
@@ -295,14 +301,14 @@ def write_reports(workdir: str, methods_order: Sequence[str] = (),
   """Rewrites results.csv, results.md and plots/<task>.png from the runs under `workdir`;
   `budget`: the comparison's environment steps (see `results_markdown`)."""
   runs = read_runs(workdir)
-  atomic_files.atomic_write(os.path.join(workdir, 'results.csv'), results_csv(runs).encode())
-  atomic_files.atomic_write(os.path.join(workdir, 'results.md'),
+  atomic_files.atomic_write(os.path.join(workdir, RESULTS_CSV), results_csv(runs).encode())
+  atomic_files.atomic_write(os.path.join(workdir, RESULTS_MD),
                              results_markdown(runs, methods_order, budget).encode())
   groups = _by_task_and_method(runs)
   for task in sorted({r.task for r in runs}):
     present = [m for m in _methods(runs, methods_order) if (task, m) in groups]
     plots.plot_curves({m: seed_curve(groups[task, m]) for m in present},
-                      os.path.join(workdir, 'plots', f'{task_slug(task)}.png'),
+                      os.path.join(workdir, PLOTS, f'{task_slug(task)}.png'),
                       f'{task} (mean over seeds, min–max band)',
                       stddevs={m: seed_stddev(groups[task, m]) for m in present})
   return runs

@@ -18,19 +18,18 @@ import os
 from typing import Any, Dict, List, Mapping
 
 from agents import atomic_files
+from runner import report
 from runner import workdir as workdir_lib
 
 # (path in a workdir's run directory, path in the results directory's copy of it). The DONE
 # marker is last: it is copied after the rest, so a copy with a DONE marker is complete.
 RUN_FILES = (
     (workdir_lib.RUN_SETTINGS, 'run.json'),
-    (os.path.relpath(workdir_lib.log_csv('', 'evaluator')), 'evaluator_logs.csv'),
+    (workdir_lib.log_csv('', 'evaluator'), 'evaluator_logs.csv'),
     (workdir_lib.LEARNING_CURVE, 'learning_curve.png'),
     (workdir_lib.DONE, 'DONE.json'),
 )
 DONE_COPY = RUN_FILES[-1][1]
-REPORTS = ('results.md', 'results.csv')
-PLOTS = 'plots'
 
 
 def _read(path: str) -> bytes:
@@ -50,8 +49,8 @@ def _copy_run(source: str, destination: str, to_results: bool) -> None:
 
 def _finished(directory: str, done_name: str) -> List[str]:
   """Run directories below `directory`/runs with a DONE marker, relative to `directory`."""
-  markers = glob.glob(os.path.join(directory, 'runs', '*', '*', 'seed_*', done_name))
-  return sorted(os.path.relpath(os.path.dirname(m), directory) for m in markers)
+  return sorted(os.path.relpath(run, directory) for run in report.run_directories(directory)
+                if os.path.exists(os.path.join(run, done_name)))
 
 
 def finished_runs(results_dir: str) -> List[str]:
@@ -105,12 +104,12 @@ def export_finished(workdir: str, results_dir: str) -> List[str]:
       continue
     _copy_run(os.path.join(workdir, run), destination, to_results=True)
     exported.append(run)
-  for name in REPORTS:
+  for name in (report.RESULTS_MD, report.RESULTS_CSV):
     if os.path.exists(os.path.join(workdir, name)):
       atomic_files.atomic_write(os.path.join(results_dir, name),
                                 _read(os.path.join(workdir, name)))
-  for plot in sorted(glob.glob(os.path.join(workdir, PLOTS, '*.png'))):
-    atomic_files.atomic_write(os.path.join(results_dir, PLOTS, os.path.basename(plot)),
+  for plot in sorted(glob.glob(os.path.join(workdir, report.PLOTS, '*.png'))):
+    atomic_files.atomic_write(os.path.join(results_dir, report.PLOTS, os.path.basename(plot)),
                               _read(plot))
   return exported
 
